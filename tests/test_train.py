@@ -1,0 +1,209 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from udl_jax import data, models, train
+
+
+def _regression(n=32, d=3, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    y = (x @ rng.normal(size=(d, k)) + 0.1 * rng.normal(size=(n, k))).astype(np.float32)
+    return data.Dataset(x, y, x[:8], y[:8])
+
+
+def test_full_batch_gd_matches_numpy_gradient_descent():
+    """A one-layer MLP is linear regression; full-batch GD on 0.5 mean ||xW + b - y||^2."""
+    ds = _regression()
+    m = models.MLP((3, 2), bias_var=1.0, rngs=nnx.Rngs(0))
+    w, b = np.asarray(m.layers[0].w[...], np.float64), np.asarray(m.layers[0].b[...], np.float64)
+    lr, steps = 0.1, 25
+    trained, hist = train.fit(m, ds, key=jax.random.key(0), steps=steps, learning_rate=lr,
+                              optimizer=optax.sgd, batch_size=None, loss="mse", log_every=5)
+    x, y = ds.x.astype(np.float64), ds.y.astype(np.float64)
+    losses = []
+    for t in range(steps + 1):
+        r = x @ w + b - y
+        if t % 5 == 0:
+            losses.append(0.5 * np.mean(np.sum(r**2, 1)))
+        if t < steps:
+            w, b = w - lr * x.T @ r / len(x), b - lr * r.mean(0)
+    np.testing.assert_allclose(trained.layers[0].w[...], w, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(hist.train_loss, losses, rtol=1e-4)
+    np.testing.assert_array_equal(hist.steps, np.arange(0, steps + 1, 5))
+    assert np.all(hist.train_accuracy == 0)  # regression: accuracy is not defined, reported as 0
+
+
+def test_fit_learns_mnist1d_and_is_deterministic():
+    ds = data.mnist1d()
+    m = models.MLP((40, 64, 10), rngs=nnx.Rngs(0))
+    kwargs = dict(key=jax.random.key(1), steps=600, learning_rate=3e-3, log_every=200)
+    trained, h1 = train.fit(m, ds, **kwargs)
+    _, h2 = train.fit(m, ds, **kwargs)
+    np.testing.assert_array_equal(h1.test_loss, h2.test_loss)
+    assert h1.train_loss[-1] < 0.6 * h1.train_loss[0]
+    assert h1.test_accuracy[-1] > 0.3  # chance is 0.1
+    loss, acc = train.evaluate(trained, ds.x_test, ds.y_test)
+    np.testing.assert_allclose([loss, acc], [h1.test_loss[-1], h1.test_accuracy[-1]], rtol=1e-5)
+    # the input model is not modified
+    np.testing.assert_array_equal(m.layers[0].w[...], models.MLP((40, 64, 10), rngs=nnx.Rngs(0)).layers[0].w[...])
+
+
+def test_minibatches_are_uniform_with_replacement():
+    """The gradient of a loss that counts sample uses: every sample is drawn ~equally often."""
+    n = 10
+    ds = data.Dataset(np.eye(n, dtype=np.float32), np.zeros(n, np.float32),
+                      np.eye(n, dtype=np.float32), np.zeros(n, np.float32))
+    m = models.MLP((n, 1), rngs=nnx.Rngs(0))
+    m.layers[0].w[...] = jnp.zeros((n, 1))
+
+    def count(out, y):  # d/dw_i of sum(outputs) = number of times sample i is in the batch
+        return -jnp.sum(out)
+
+    steps, batch = 2000, 5
+    trained, _ = train.fit(m, ds, key=jax.random.key(0), steps=steps, learning_rate=1.0,
+                           optimizer=optax.sgd, batch_size=batch, loss=count, log_every=1000)
+    counts = np.asarray(trained.layers[0].w[...][:, 0])
+    expected = steps * batch / n
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
+
+
+def test_divergence_is_reported_not_plotted():
+    ds = _regression()
+    m = models.MLP((3, 16, 2), rngs=nnx.Rngs(0))
+    kwargs = dict(key=jax.random.key(0), steps=200, learning_rate=50.0, optimizer=optax.sgd,
+                  batch_size=None, loss="mse", log_every=10)
+    with pytest.raises(train.TrainingDiverged, match=r"diverged at step \d+ .*learning rate 50") as e:
+        train.fit(m, ds, **kwargs)
+    assert 1 <= e.value.step <= 200
+    with pytest.warns(UserWarning, match="diverged"):
+        _, hist = train.fit(m, ds, **kwargs, on_divergence="stop")
+    assert hist.diverged_at == e.value.step
+    assert np.all(np.isfinite(hist.train_loss)) and hist.steps[-1] < hist.diverged_at
+
+
+def test_bad_arguments_name_themselves():
+    ds = _regression()
+    m = models.MLP((3, 2), rngs=nnx.Rngs(0))
+    k = jax.random.key(0)
+    with pytest.raises(ValueError, match="steps"):
+        train.fit(m, ds, key=k, steps=0, learning_rate=0.1)
+    with pytest.raises(ValueError, match="log_every"):
+        train.fit(m, ds, key=k, steps=10, learning_rate=0.1, log_every=3)
+    with pytest.raises(ValueError, match="batch_size"):
+        train.fit(m, ds, key=k, steps=10, learning_rate=0.1, batch_size=0)
+    with pytest.raises(ValueError, match="loss"):
+        train.fit(m, ds, key=k, steps=10, learning_rate=0.1, loss="hinge")
+    with pytest.raises(TypeError, match="optimizer: expected an optax optimizer"):
+        train.fit(m, ds, key=k, steps=10, learning_rate=0.1, optimizer=optax.sgd(0.1))
+    with pytest.raises(TypeError, match="data"):
+        train.fit(m, (ds.x, ds.y), key=k, steps=10, learning_rate=0.1)
+    with pytest.raises(ValueError, match="learning_rate: expected a scalar or 2 values"):
+        train.fit_many([m, m], ds, key=k, steps=10, learning_rate=[0.1, 0.2, 0.3], loss="mse")
+    with pytest.raises(ValueError, match="model 1 has a different graph definition"):
+        train.fit_many([m, models.MLP((3, 4, 2), rngs=nnx.Rngs(0))], ds, key=k, steps=10,
+                       learning_rate=0.1, loss="mse")
+
+
+def _mnist_small():
+    ds = data.mnist1d()
+    return ds.replace(x=ds.x[:512], y=ds.y[:512])
+
+
+def test_fit_many_equals_separate_fits():
+    ds = _mnist_small()
+    ms = [models.MLP((40, 32, 10), rngs=nnx.Rngs(s)) for s in range(3)]
+    lrs = [1e-3, 3e-3, 1e-2]
+    labels = np.stack([data.corrupt_labels(jax.random.key(s), ds.y, 0.5 * s, 10) for s in range(3)])
+    key = jax.random.key(7)
+    kw = dict(steps=40, optimizer=optax.adamw, batch_size=32, log_every=20)
+    trained, hist = train.fit_many(ms, ds, key=key, learning_rate=lrs, labels=labels,
+                                   optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]}, **kw)
+    assert hist.train_loss.shape == (3, 3)
+    for i, k in enumerate(jax.random.split(key, 3)):
+        one, h = train.fit(ms[i], ds.replace(y=labels[i]), key=k, learning_rate=lrs[i],
+                           optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1][i]}, **kw)
+        np.testing.assert_allclose(hist.train_loss[i], h.train_loss, rtol=2e-4)
+        np.testing.assert_allclose(trained[i].layers[0].w[...], one.layers[0].w[...], atol=1e-5)
+    seq, hist_seq = train.fit_many(ms, ds, key=key, learning_rate=lrs, labels=labels,
+                                   optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
+                                   models_per_batch=2, **kw)
+    np.testing.assert_allclose(hist_seq.train_loss, hist.train_loss, rtol=2e-4)
+
+
+def test_width_sweep_shares_one_shape_and_matches_unpadded_training():
+    ds = _mnist_small()
+    widths = (4, 8, 16)
+    padded = [models.MLP((40, w, 10), max_width=16, rngs=nnx.Rngs(w)) for w in widths]
+    key = jax.random.key(3)
+    trained, hist = train.fit_many(padded, ds, key=key, steps=30, learning_rate=0.05,
+                                   optimizer=optax.sgd, batch_size=64, log_every=10)
+    for i, (w, k) in enumerate(zip(widths, jax.random.split(key, 3), strict=True)):
+        small = models.MLP((40, w, 10), rngs=nnx.Rngs(0))
+        small.layers[0].w[...] = padded[i].layers[0].w[...][:, :w]
+        small.layers[0].b[...] = padded[i].layers[0].b[...][:w]
+        small.layers[1].w[...] = padded[i].layers[1].w[...][:w]
+        small.layers[1].b[...] = padded[i].layers[1].b[...]
+        _, h = train.fit(small, ds, key=k, steps=30, learning_rate=0.05, optimizer=optax.sgd,
+                         batch_size=64, log_every=10)
+        np.testing.assert_allclose(hist.train_loss[i], h.train_loss, rtol=1e-4)
+        assert trained[i].true_widths == (40, w, 10)
+
+
+def test_batchnorm_statistics_are_trained():
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.lin = nnx.Linear(3, 8, rngs=rngs)
+            self.bn = nnx.BatchNorm(8, rngs=rngs)
+            self.out = nnx.Linear(8, 2, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jax.nn.relu(self.bn(self.lin(x))))
+
+    ds = _regression()
+    m = Net(nnx.Rngs(0))
+    trained, hist = train.fit(m, ds, key=jax.random.key(0), steps=50, learning_rate=1e-2,
+                              batch_size=16, loss="mse", log_every=25)
+    assert float(jnp.abs(trained.bn.mean[...]).max()) > 1e-3  # running mean moved off zero
+    assert float(jnp.abs(m.bn.mean[...]).max()) == 0.0
+    assert hist.train_loss[-1] < hist.train_loss[0]
+
+
+SHARDED = textwrap.dedent("""
+    import json, jax, numpy as np
+    from flax import nnx
+    from udl_jax import data, models, train
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    ds = data.Dataset(x, (x[:, 0] > 0).astype(np.int32), x, (x[:, 0] > 0).astype(np.int32))
+    ms = [models.MLP((5, 8, 2), rngs=nnx.Rngs(s)) for s in range(4)]
+    _, h = train.fit_many(ms, ds, key=jax.random.key(0), steps=20, learning_rate=1e-2,
+                          batch_size=16, log_every=10)
+    print(json.dumps({"devices": len(jax.devices()), "loss": h.train_loss.tolist()}))
+""")
+
+
+@pytest.mark.parametrize("n_devices", [1, 2, 4])
+def test_fit_many_shards_the_model_axis_across_devices(n_devices, tmp_path):
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["devices"] == n_devices
+    loss = np.array(result["loss"])
+    if n_devices == 1:
+        np.save(tmp_path.parent / "sharded_reference.npy", loss)
+    ref_path = tmp_path.parent / "sharded_reference.npy"
+    if ref_path.exists():
+        np.testing.assert_allclose(loss, np.load(ref_path), rtol=1e-5)
+    assert loss.shape == (4, 3) and np.all(loss[:, -1] < loss[:, 0])

@@ -1,0 +1,12 @@
+"""udl_jax: the helper package of *Why Deep Learning Works*.
+
+Small modules of pure functions over pytrees that every chapter imports:
+
+- `udl_jax.data`: MNIST-1D generated offline, toy sets, randomization transforms, small tabular sets.
+- `udl_jax.models`: Flax NNX models and the bridge to ``(apply_fn, params, rest)``.
+- `udl_jax.train`: training on a functional core (``lax.scan`` under one ``jit``), many models at once.
+- `udl_jax.regions`: activation patterns and exact linear-region counting for ReLU networks.
+- `udl_jax.plot`: the book's figure style.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,241 @@
+"""Models for the book: a Flax NNX multilayer perceptron, a 1D CNN, and the bridge to pure functions.
+
+Chapters build models as NNX modules (readable, stateful objects) but the theory is about
+functions of parameters: an NTK differentiates with respect to them, a Hessian takes their
+second derivative, training scans over them. `functional` is the one bridge between the two
+worlds: it returns ``(apply_fn, params, rest)`` with ``apply_fn(params, x)`` pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+    "erf": jax.scipy.special.erf,
+    "identity": lambda z: z,
+    "gelu": jax.nn.gelu,
+}
+"""Activations by name. The analytic kernels of the infinite-width chapters exist for
+``relu``, ``erf`` and ``identity``."""
+
+PARAMETRIZATIONS = ("standard", "ntk")
+
+_DEFAULT_WEIGHT_VAR = {"relu": 2.0, "gelu": 2.0}
+
+
+class Mask(nnx.Variable):
+    """A fixed 0/1 mask over hidden units (not trained): lets models of different widths share one shape."""
+
+
+def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
+    widths = tuple(widths)
+    if len(widths) < 2 or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ValueError(
+            f"widths: expected at least two positive ints (input, ..., output), got {widths!r}"
+        )
+    return widths
+
+
+class Dense(nnx.Module):
+    """Affine layer ``z = x W + b`` in standard or NTK parametrization.
+
+    Standard: ``W_ij ~ N(0, weight_var / fan_in)``, ``b_j ~ N(0, bias_var)``, ``z = x W + b``.
+    NTK (Jacot et al. 2018, eq. 1): ``W_ij ~ N(0, 1)``, ``b_j ~ N(0, 1)`` and
+    ``z = sqrt(weight_var / fan_in) x W + sqrt(bias_var) b``. Both give the same function
+    distribution at initialization; they differ in how gradients scale with width.
+
+    Args:
+      fan_in, fan_out: input and output sizes.
+      parametrization: ``"standard"`` or ``"ntk"``.
+      weight_var, bias_var: the variances sigma_w^2 and sigma_b^2.
+      true_fan_in: the fan-in used for the variance (defaults to ``fan_in``); smaller when the
+        input is zero-padded (see `MLP` with ``max_width``).
+      rngs: NNX random streams; the ``params`` stream is used.
+    """
+
+    def __init__(self, fan_in: int, fan_out: int, *, parametrization: str = "standard",
+                 weight_var: float = 1.0, bias_var: float = 0.0,
+                 true_fan_in: int | None = None, rngs: nnx.Rngs):
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(
+                f"parametrization: expected one of {PARAMETRIZATIONS}, got {parametrization!r}")
+        if weight_var <= 0 or bias_var < 0:
+            raise ValueError(
+                f"weight_var must be > 0 and bias_var >= 0, got {weight_var}, {bias_var}")
+        n = fan_in if true_fan_in is None else true_fan_in
+        w_scale, b_scale = (weight_var / n) ** 0.5, bias_var ** 0.5
+        w = jax.random.normal(rngs.params(), (fan_in, fan_out))
+        b = jax.random.normal(rngs.params(), (fan_out,))
+        self.parametrization = parametrization
+        # Scales are static only where the forward pass uses them (NTK parametrization), so
+        # standard-parametrized layers of different fan-in share one graph definition.
+        self.w_scale = self.b_scale = None
+        if parametrization == "standard":
+            self.w, self.b = nnx.Param(w * w_scale), nnx.Param(b * b_scale)
+        else:
+            self.w, self.b = nnx.Param(w), nnx.Param(b)
+            self.w_scale, self.b_scale = w_scale, b_scale
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.parametrization == "standard":
+            return x @ self.w[...] + self.b[...]
+        return self.w_scale * (x @ self.w[...]) + self.b_scale * self.b[...]
+
+
+class MLP(nnx.Module):
+    """Fully connected network ``widths[0] -> ... -> widths[-1]``; no activation after the last layer.
+
+    The attributes ``widths``, ``activation``, ``parametrization``, ``weight_var``, ``bias_var``
+    describe the architecture completely, so the infinite-width kernels can be read off the
+    same object (Lee et al. 2018; Jacot et al. 2018).
+
+    Args:
+      widths: layer sizes including input and output, e.g. ``(40, 100, 100, 10)``.
+      activation: a key of `ACTIVATIONS`.
+      parametrization: ``"standard"`` or ``"ntk"`` (see `Dense`).
+      weight_var: sigma_w^2; defaults to 2 for ReLU/GELU (He et al. 2015) and 1 otherwise.
+      bias_var: sigma_b^2 (0 gives zero biases at initialization in standard parametrization).
+      residual: add skip connections ``h <- h + act(z)`` around hidden layers of equal width.
+      max_width: if given, every hidden layer is allocated ``max_width`` units and units beyond
+        the true width are masked to zero (their weights start at zero and get zero gradient),
+        so standard-parametrized networks of different widths share one shape and one graph
+        definition, hence one compilation (`udl_jax.train.fit_many`). The true widths then live
+        in the masks (see `true_widths`); ``widths`` holds the allocated ones.
+      rngs: NNX random streams.
+
+    Call: ``model(x)`` with ``x`` of shape (..., widths[0]) returns (..., widths[-1]).
+    """
+
+    def __init__(self, widths: Sequence[int], *, activation: str = "relu",
+                 parametrization: str = "standard", weight_var: float | None = None,
+                 bias_var: float = 0.0, residual: bool = False, max_width: int | None = None,
+                 rngs: nnx.Rngs):
+        widths = _check_widths(widths)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if max_width is not None and max_width < max(widths[1:-1], default=0):
+            raise ValueError(f"max_width: expected >= every hidden width {widths[1:-1]}, got {max_width}")
+        if weight_var is None:
+            weight_var = _DEFAULT_WEIGHT_VAR.get(activation, 1.0)
+        alloc = (widths[0], *[max_width or w for w in widths[1:-1]], widths[-1])
+        self.widths, self.activation = alloc, activation
+        self.parametrization, self.weight_var, self.bias_var = parametrization, weight_var, bias_var
+        self.residual, self.max_width = residual, max_width
+        layers, masks = [], []
+        for i in range(len(widths) - 1):
+            layer = Dense(alloc[i], alloc[i + 1], parametrization=parametrization,
+                          weight_var=weight_var, bias_var=bias_var, true_fan_in=widths[i], rngs=rngs)
+            if max_width is not None:
+                row = (jnp.arange(alloc[i]) < widths[i]).astype(jnp.float32)
+                col = (jnp.arange(alloc[i + 1]) < widths[i + 1]).astype(jnp.float32)
+                layer.w[...] = layer.w[...] * row[:, None] * col[None, :]
+                layer.b[...] = layer.b[...] * col
+                if i < len(widths) - 2:
+                    masks.append(Mask(col))
+            layers.append(layer)
+        self.layers = nnx.List(layers)
+        self.masks = nnx.List(masks)
+
+    @property
+    def true_widths(self) -> tuple[int, ...]:
+        """The layer widths the network really has (differs from ``widths`` when padded)."""
+        if self.max_width is None:
+            return self.widths
+        hidden = [int(m[...].sum()) for m in self.masks]
+        return (self.widths[0], *hidden, self.widths[-1])
+
+    def features(self, x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
+        """Forward pass up to the last layer.
+
+        Returns:
+          ``(pre, h)``: ``pre`` lists the pre-activations of every hidden layer, each of shape
+          (..., allocated width); ``h`` is the input to the last layer.
+        """
+        act = ACTIVATIONS[self.activation]
+        pre, h = [], x
+        for i, layer in enumerate(self.layers[:-1]):
+            z = layer(h)
+            pre.append(z)
+            a = act(z)
+            if self.max_width is not None:
+                a = a * self.masks[i][...]
+            h = h + a if (self.residual and h.shape[-1] == a.shape[-1]) else a
+        return pre, h
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.layers[-1](self.features(x)[1])
+
+
+class CNN1D(nnx.Module):
+    """The small convolutional network of the MNIST-1D paper (Greydanus & Kobak 2024, ConvBase).
+
+    Three convolutions (``channels`` filters; kernel 5, 3, 3; stride 2; ReLU), then a dense
+    layer to ``n_classes`` logits.
+
+    Args:
+      length: input length (40 for MNIST-1D).
+      channels: filters per convolution.
+      n_classes: output size.
+      rngs: NNX random streams.
+
+    Call: ``model(x)`` with ``x`` of shape (batch, length) returns (batch, n_classes).
+    """
+
+    def __init__(self, length: int = 40, channels: int = 25, n_classes: int = 10, *, rngs: nnx.Rngs):
+        if length < 8:
+            raise ValueError(f"length: expected >= 8, got {length}")
+        self.convs = nnx.List([
+            nnx.Conv(1, channels, (5,), strides=2, padding=1, rngs=rngs),
+            nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
+            nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
+        ])
+        n = length
+        for k in (5, 3, 3):
+            n = (n + 2 - k) // 2 + 1
+        self.head = nnx.Linear(n * channels, n_classes, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x[..., None]
+        for conv in self.convs:
+            h = jax.nn.relu(conv(h))
+        return self.head(h.reshape(*h.shape[:-2], -1))
+
+
+def functional(model: nnx.Module, *, train: bool = False):
+    """Split an NNX model into a pure function and its parameters.
+
+    The model is cloned (the argument is not changed). With ``train=False`` BatchNorm uses its
+    running statistics and Dropout is off (``model.eval()``), which is what NTK and Hessian
+    computations want: ``apply_fn`` is then a deterministic function of ``params`` alone.
+    With ``train=True`` BatchNorm uses batch statistics and Dropout draws from the RNG state
+    held in ``rest``; updates to that state are discarded, so ``apply_fn`` is still pure.
+
+    Args:
+      model: any NNX module.
+      train: evaluate in training mode.
+
+    Returns:
+      ``(apply_fn, params, rest)``: ``apply_fn(params, x, rest=rest)`` returns ``model(x)``;
+      ``params`` is the `nnx.State` of all `nnx.Param` leaves (a pytree); ``rest`` the other state.
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model: expected a flax.nnx.Module, got {type(model).__name__}")
+    model = nnx.clone(model)
+    model.train() if train else model.eval()
+    graphdef, params, rest0 = nnx.split(model, nnx.Param, ...)
+
+    def apply_fn(params, x, rest=rest0):
+        return nnx.merge(graphdef, params, rest, copy=True)(x)
+
+    return apply_fn, params, rest0
+
+
+def param_count(params) -> int:
+    """Number of scalar parameters in a pytree."""
+    return sum(int(x.size) for x in jax.tree.leaves(params))

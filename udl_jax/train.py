@@ -1,0 +1,434 @@
+"""Training on a functional core: one NNX model, or many at once.
+
+An NNX model is split once into ``(graphdef, params, rest)``; the optimizer steps then run
+inside ``lax.scan`` chunks under a single ``jax.jit``, and the Python loop only sees one call
+per logged step. This is what keeps training at the speed of a hand-written scan loop (see
+``benchmarks/train.py``). `fit_many` trains a stack of models of one shape together: seeds,
+learning rates, weight decays, label noise, and (with padded MLPs) widths.
+
+Optimizers come from optax as a *factory* (``optax.adam``, ``optax.sgd``, ``optax.adamw`` ...)
+wrapped in ``optax.inject_hyperparams``, so hyperparameters live in the optimizer state and may
+differ between the models of a stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from .data import Dataset
+
+
+class TrainingDiverged(FloatingPointError):
+    """Raised when the training loss becomes non-finite. ``step`` is the first bad step."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    """Metrics logged during training, on the *whole* train and test sets.
+
+    Attributes:
+      steps: (T,) the step after which each entry was logged (0 = initialization).
+      train_loss, test_loss: (T,) or, for `fit_many`, (M, T).
+      train_accuracy, test_accuracy: like the losses; NaN-free, all zero for regression.
+      diverged_at: first step with a non-finite loss when ``on_divergence="stop"`` ended the
+        run early, else None.
+    """
+
+    steps: np.ndarray
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    diverged_at: int | None = None
+
+
+# --------------------------------------------------------------------------------- losses
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy in nats. logits (n, k), y (n,) int labels."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def mse(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    """Half the mean over samples of the squared error ``0.5 * mean_i ||f(x_i) - y_i||^2``.
+
+    Integer labels are one-hot encoded (regression on class indicators); a target of shape
+    (n,) is compared with a single-output network's (n, 1) outputs.
+    """
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        y = jax.nn.one_hot(y, outputs.shape[-1])
+    elif y.ndim == outputs.ndim - 1:
+        y = y[..., None]
+    return 0.5 * jnp.mean(jnp.sum((outputs - y) ** 2, axis=-1))
+
+
+LOSSES: dict[str, Callable] = {"cross_entropy": cross_entropy, "mse": mse}
+
+
+def accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
+    """Fraction of samples whose arg-max output is the label (0 for real-valued targets)."""
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.zeros(())
+    return jnp.mean(jnp.argmax(outputs, axis=-1) == y)
+
+
+# ------------------------------------------------------------------------------ the core
+
+
+def _check(data, steps, batch_size, log_every, loss, on_divergence):
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data: expected a udl_jax.data.Dataset, got {type(data).__name__}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size: expected a positive int or None (full batch), got {batch_size!r}")
+    if log_every is None:
+        target = max(1, steps // 40)
+        log_every = max(d for d in range(1, target + 1) if steps % d == 0)
+    if not isinstance(log_every, int) or log_every < 1 or steps % log_every:
+        raise ValueError(f"log_every: expected a positive divisor of steps={steps}, got {log_every!r}")
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
+        loss = LOSSES[loss]
+    if on_divergence not in ("raise", "stop"):
+        raise ValueError(f"on_divergence: expected 'raise' or 'stop', got {on_divergence!r}")
+    return log_every, loss
+
+
+def _functions(graphdef_train, graphdef_eval, loss_fn, tx, batch_size):
+    """Pure per-model functions: one optimizer step and a full-data evaluation."""
+
+    def step(carry, key, x, y):
+        params, rest, opt_state = carry
+        if batch_size is None:
+            xb, yb = x, y
+        else:
+            idx = jax.random.randint(key, (batch_size,), 0, x.shape[0])
+            xb, yb = x[idx], y[idx]
+
+        def objective(p):
+            model = nnx.merge(graphdef_train, p, rest, copy=True)
+            out = model(xb)
+            return loss_fn(out, yb), nnx.state(model, nnx.Not(nnx.Param))
+
+        (value, new_rest), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, new_rest, opt_state), value
+
+    def evaluate(params, rest, x, y):
+        out = nnx.merge(graphdef_eval, params, rest, copy=True)(x)
+        return loss_fn(out, y), accuracy(out, y)
+
+    return step, evaluate
+
+
+def _template(factory, hparams):
+    """The hashable part of a set of hyperparameters: numeric values (which ``inject_hyperparams``
+    keeps in the optimizer state) become None; static ones (e.g. ``nesterov=True``) stay."""
+    def numeric(v):
+        return isinstance(v, (int, float, np.ndarray, jax.Array, list, tuple)) and not isinstance(v, bool)
+    return factory, tuple(sorted((k, None if numeric(v) else v) for k, v in hparams.items()))
+
+
+def _tx(template):
+    factory, items = template
+    return factory(**{k: 0.0 if v is None else v for k, v in items})
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
+    """Jitted chunk and evaluation functions for `fit`, built once per architecture and setting."""
+    step, evaluate_one = _functions(graphdef_train, graphdef_eval, loss_fn, _tx(template), batch_size)
+
+    def chunk(carry, keys, x, y):
+        return jax.lax.scan(lambda c, k: step(c, k, x, y), carry, keys)
+
+    def evaluate(params, rest, x, y, x_test, y_test):
+        return (*evaluate_one(params, rest, x, y), *evaluate_one(params, rest, x_test, y_test))
+
+    return jax.jit(chunk), jax.jit(evaluate), chunk, evaluate
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_many(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
+    """`_compiled_single`'s functions vectorized over a leading model axis, for `fit_many`."""
+    _, _, chunk, evaluate = _compiled_single(graphdef_train, graphdef_eval, loss_fn, template,
+                                             batch_size)
+    return (jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0), out_axes=(0, 1))),
+            jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, 0, None, None))))
+
+
+def _split(model):
+    """Graph definitions for training and evaluation mode, plus the state."""
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model: expected a flax.nnx.Module, got {type(model).__name__}")
+    m = nnx.clone(model)
+    m.eval()
+    graphdef_eval = nnx.graphdef(m)
+    m.train()
+    graphdef_train, params, rest = nnx.split(m, nnx.Param, ...)
+    return graphdef_train, graphdef_eval, params, rest
+
+
+def _progress(total: int, enabled: bool | None):
+    """A progress bar that appears only for runs longer than two seconds."""
+    try:
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm(total=total, delay=2.0, disable=enabled is False, leave=False, unit="step")
+
+
+def _learning_rate(hparams) -> str:
+    lr = np.asarray(hparams.get("learning_rate", np.nan))
+    return np.array2string(lr, precision=4) if lr.ndim else f"{float(lr):.4g}"
+
+
+def _run(carry, chunk, evaluate, step_keys, x, y, x_test, y_test, log_every, hparams,
+         on_divergence, progress, n_models=None):
+    """Python loop over jitted scan chunks; logs after each chunk and watches for divergence."""
+    n_chunks = step_keys.shape[0]
+    logs = [evaluate(carry[0], carry[1], x, y, x_test, y_test)]
+    diverged_at = None
+    with _progress(n_chunks * log_every, progress) as bar:
+        for c in range(n_chunks):
+            new_carry, batch_losses = chunk(carry, step_keys[c], x, y)
+            batch_losses = np.asarray(batch_losses)
+            metrics = evaluate(new_carry[0], new_carry[1], x, y, x_test, y_test)
+            bad = ~np.isfinite(batch_losses)
+            if bad.any() or not all(np.isfinite(np.asarray(m)).all() for m in metrics):
+                first = np.argmax(bad.reshape(bad.shape[0], -1).any(-1)) if bad.any() else log_every - 1
+                diverged_at = c * log_every + int(first) + 1
+                which = ""
+                if n_models is not None:
+                    models = np.flatnonzero(bad.any(0) if bad.any() else np.ones(n_models, bool))
+                    which = f" (models {models.tolist()})"
+                msg = (f"training diverged at step {diverged_at}{which} with learning rate "
+                       f"{_learning_rate(hparams)}: the loss is not finite. Lower the learning rate.")
+                if on_divergence == "raise":
+                    raise TrainingDiverged(msg, diverged_at)
+                warnings.warn(msg + " Returning the history up to the last finite log.", stacklevel=3)
+                break
+            carry = new_carry
+            logs.append(metrics)
+            bar.update(log_every)
+    steps = np.arange(len(logs)) * log_every
+    train_loss, train_acc, test_loss, test_acc = (
+        np.stack([np.asarray(m[i]) for m in logs], axis=-1) for i in range(4))
+    return carry, History(steps, train_loss=train_loss, test_loss=test_loss,
+                          train_accuracy=train_acc, test_accuracy=test_acc, diverged_at=diverged_at)
+
+
+def _optimizer(optimizer, learning_rate, optimizer_kwargs):
+    if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError("optimizer: expected an optax optimizer *factory* such as optax.adam "
+                        "(not optax.adam(1e-3)); pass the learning rate as learning_rate=")
+    hparams = {"learning_rate": learning_rate, **dict(optimizer_kwargs or {})}
+    return _injected(optimizer), hparams
+
+
+@functools.lru_cache(maxsize=32)
+def _injected(optimizer):
+    """``optax.inject_hyperparams(optimizer)``, made once per factory so compiled functions
+    keyed on it are reused across calls."""
+    return optax.inject_hyperparams(optimizer)
+
+
+def fit(model: nnx.Module, data: Dataset, *, key: jax.Array, steps: int, learning_rate: float,
+        optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
+        optimizer_kwargs: Mapping[str, float] | None = None, batch_size: int | None = 100,
+        loss: str | Callable = "cross_entropy", log_every: int | None = None,
+        on_divergence: str = "raise", progress: bool | None = None):
+    """Train one model with an optax optimizer.
+
+    Minibatches are drawn with replacement (``batch_size`` indices per step, uniformly);
+    ``batch_size=None`` is full-batch gradient descent. Metrics are computed on the whole
+    train and test sets every ``log_every`` steps, in evaluation mode.
+
+    Args:
+      model: an NNX module; it is not modified.
+      data: a `udl_jax.data.Dataset`.
+      key: PRNG key for the minibatches (and nothing else: the model holds its own init).
+      steps: number of optimizer steps.
+      learning_rate: step size.
+      optimizer: an optax optimizer factory, e.g. ``optax.adam``, ``optax.sgd``, ``optax.adamw``.
+      optimizer_kwargs: its other hyperparameters, e.g. ``{"weight_decay": 1e-4}``.
+      batch_size: minibatch size, or None for full batch.
+      loss: ``"cross_entropy"``, ``"mse"`` (see `mse`), or a function ``loss(outputs, y)``.
+      log_every: steps between logs; must divide ``steps`` (default: about 40 logs).
+      on_divergence: ``"raise"`` a `TrainingDiverged` error at the first non-finite loss, or
+        ``"stop"``: warn and return the model and history of the last finite log.
+      progress: show a progress bar (None: only if the run lasts more than 2 s).
+
+    Returns:
+      ``(trained_model, history)``: a new NNX model and a `History` with (T,) arrays.
+    """
+    log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
+    factory, hparams = _optimizer(optimizer, learning_rate, optimizer_kwargs)
+    graphdef_train, graphdef_eval, params, rest = _split(model)
+    chunk, evaluate, _, _ = _compiled_single(graphdef_train, graphdef_eval, loss_fn,
+                                             _template(factory, hparams), batch_size)
+    x, y, x_test, y_test = (jnp.asarray(a) for a in (data.x, data.y, data.x_test, data.y_test))
+    keys = jax.random.split(key, steps).reshape(steps // log_every, log_every)
+    carry = (params, rest, factory(**hparams).init(params))
+    carry, history = _run(carry, chunk, evaluate, keys, x, y, x_test, y_test, log_every,
+                          hparams, on_divergence, progress)
+    trained = nnx.merge(graphdef_eval, carry[0], carry[1])
+    trained.train()
+    return trained, history
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+
+
+def fit_many(models: Sequence[nnx.Module], data: Dataset, *, key: jax.Array, steps: int,
+             learning_rate: float | Sequence[float],
+             optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
+             optimizer_kwargs: Mapping[str, float | Sequence[float]] | None = None,
+             labels: np.ndarray | None = None, batch_size: int | None = 100,
+             loss: str | Callable = "cross_entropy", log_every: int | None = None,
+             models_per_batch: int | None = None, on_divergence: str = "raise",
+             progress: bool | None = None):
+    """Train M models of one shape together, vectorized with ``vmap``.
+
+    The models must share one graph definition (same architecture and static attributes;
+    e.g. different seeds, or padded `udl_jax.models.MLP` of different true widths with one
+    ``max_width``). Each model gets its own minibatch stream, hyperparameters and labels.
+    When several devices are present the model axis is sharded across them
+    (``jax.sharding``); ``models_per_batch`` trains the stack in groups (1 = sequentially,
+    reusing one compilation), which can be faster on a small CPU.
+
+    Args:
+      models: M NNX modules with identical graph definitions.
+      data: the shared inputs (and labels unless ``labels`` is given).
+      key: PRNG key; split into one minibatch stream per model.
+      steps, batch_size, loss, log_every, on_divergence, progress: as in `fit`.
+      learning_rate: a scalar, or M values (one per model).
+      optimizer: an optax optimizer factory.
+      optimizer_kwargs: other hyperparameters, each a scalar or M values.
+      labels: optional (M, n) training labels, one row per model (e.g. different label noise);
+        test labels stay ``data.y_test``.
+      models_per_batch: group size along the model axis (default: all M at once).
+
+    Returns:
+      ``(trained_models, history)``: a list of M NNX models and a `History` whose metric
+      arrays have shape (M, T).
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models: expected at least one model")
+    log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
+    m_count = len(models)
+    splits = [_split(m) for m in models]
+    graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
+    for i, s in enumerate(splits[1:], 1):
+        if s[0] != graphdef_train:
+            raise ValueError(f"models: model {i} has a different graph definition from model 0 "
+                             "(architecture or static attributes differ); fit_many needs one shape")
+    params = _stack([s[2] for s in splits])
+    rest = _stack([s[3] for s in splits])
+
+    factory, hparams = _optimizer(optimizer, learning_rate, optimizer_kwargs)
+    per_model = {}
+    for name, value in hparams.items():
+        v = jnp.asarray(value, jnp.float32)
+        if v.ndim == 0:
+            v = jnp.full((m_count,), v)
+        if v.shape != (m_count,):
+            raise ValueError(f"{name}: expected a scalar or {m_count} values (one per model), "
+                             f"got shape {v.shape}")
+        per_model[name] = v
+    y_all = np.asarray(data.y) if labels is None else np.asarray(labels)
+    if labels is None:
+        y_all = np.broadcast_to(y_all, (m_count, *y_all.shape))
+    if y_all.shape != (m_count, *np.shape(data.y)):
+        raise ValueError(f"labels: expected shape {(m_count, *np.shape(data.y))}, got {y_all.shape}")
+
+    chunk, evaluate = _compiled_many(graphdef_train, graphdef_eval, loss_fn,
+                                     _template(factory, hparams), batch_size)
+    opt_state = jax.vmap(lambda p, h: factory(**h).init(p))(params, per_model)
+
+    group = m_count if models_per_batch is None else models_per_batch
+    if not isinstance(group, int) or group < 1:
+        raise ValueError(f"models_per_batch: expected a positive int or None, got {models_per_batch!r}")
+    group = min(group, m_count)
+    n_groups = math.ceil(m_count / group)
+    pad = n_groups * group - m_count
+
+    def padded(tree):  # repeat the last model so every group has the same shape
+        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), tree)
+
+    carry = padded((params, rest, opt_state))
+    y_all = padded(jnp.asarray(y_all))
+    model_keys = padded(jax.random.split(key, m_count))
+    step_keys = jax.vmap(lambda k: jax.random.split(k, steps))(model_keys)
+    step_keys = step_keys.reshape(-1, steps // log_every, log_every).swapaxes(0, 1)
+    x, x_test, y_test = jnp.asarray(data.x), jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+
+    devices = jax.devices()
+    sharding = None
+    if len(devices) > 1 and group % len(devices) == 0:
+        mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+
+    carries, histories = [], []
+    for g in range(n_groups):
+        sl = slice(g * group, (g + 1) * group)
+        c = jax.tree.map(lambda a: a[sl], carry)
+        keys_g, y_g = step_keys[:, sl], y_all[sl]
+        if sharding is not None:
+            c, y_g = jax.device_put((c, y_g), sharding)
+        hp = {k: v[sl] for k, v in padded(per_model).items()}
+        c, h = _run(c, chunk, evaluate, keys_g, x, y_g, x_test, y_test, log_every, hp,
+                    on_divergence, progress, n_models=group)
+        carries.append(c)
+        histories.append(h)
+
+    if len({len(h.steps) for h in histories}) > 1:  # a group stopped early: cut all to the shortest
+        t = min(len(h.steps) for h in histories)
+        histories = [dataclasses.replace(h, **{f: getattr(h, f)[..., :t] for f in
+                     ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")})
+                     for h in histories]
+    diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
+    cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count]
+           for f in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
+    history = History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
+    params, rest = [jax.tree.map(lambda *a: jnp.concatenate(a), *[c[i] for c in carries])
+                    for i in (0, 1)]
+    trained = []
+    for i in range(m_count):
+        m = nnx.merge(graphdef_eval, jax.tree.map(lambda a, i=i: a[i], params),
+                      jax.tree.map(lambda a, i=i: a[i], rest))
+        m.train()
+        trained.append(m)
+    return trained, history
+
+
+def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, loss: str | Callable = "cross_entropy"):
+    """Loss and accuracy of a model (evaluation mode) on ``(x, y)``; returns two floats."""
+    if isinstance(loss, str) and loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    _, graphdef_eval, params, rest = _split(model)
+    out = nnx.merge(graphdef_eval, params, rest)(jnp.asarray(x))
+    y = jnp.asarray(y)
+    return float(loss_fn(out, y)), float(accuracy(out, y))

@@ -16,13 +16,13 @@ def tmp_cache(tmp_path, monkeypatch):
 def test_mnist1d_matches_reference_and_keeps_global_rng(tmp_cache):
     from mnist1d.data import get_dataset_args, make_dataset
 
-    np.random.seed(123)
+    np.random.seed(123)  # noqa: NPY002 (the global state is under test)
     random.seed(123)
-    expect_np, expect_py = np.random.rand(), random.random()
-    np.random.seed(123)
+    expect_np, expect_py = np.random.rand(), random.random()  # noqa: NPY002 (the global state is under test)
+    np.random.seed(123)  # noqa: NPY002 (the global state is under test)
     random.seed(123)
     ds = data.mnist1d(num_samples=500)
-    assert np.random.rand() == expect_np and random.random() == expect_py  # untouched
+    assert np.random.rand() == expect_np and random.random() == expect_py  # untouched  # noqa: NPY002 (the global state is under test)
     args = get_dataset_args()
     args.num_samples = 500
     ref = make_dataset(args)

@@ -25,10 +25,18 @@ def _numpy_forward(model, x, act):
 @pytest.mark.parametrize("parametrization", ["standard", "ntk"])
 @pytest.mark.parametrize("residual", [False, True])
 def test_mlp_forward_matches_numpy(parametrization, residual):
-    m = models.MLP((3, 5, 5, 2), activation="tanh", parametrization=parametrization,
-                   bias_var=0.1, residual=residual, rngs=nnx.Rngs(0))
+    m = models.MLP(
+        (3, 5, 5, 2),
+        activation="tanh",
+        parametrization=parametrization,
+        bias_var=0.1,
+        residual=residual,
+        rngs=nnx.Rngs(0),
+    )
     x = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
-    np.testing.assert_allclose(m(jnp.asarray(x)), _numpy_forward(m, x, np.tanh), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        m(jnp.asarray(x)), _numpy_forward(m, x, np.tanh), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("parametrization", ["standard", "ntk"])
@@ -37,8 +45,13 @@ def test_initial_preactivation_variance(parametrization):
     x = jnp.array([[1.0, -2.0, 0.5, 3.0]])
 
     def first_preactivation(seed):
-        m = models.MLP((4, 1, 1), weight_var=2.0, bias_var=0.5, parametrization=parametrization,
-                       rngs=nnx.Rngs(seed))
+        m = models.MLP(
+            (4, 1, 1),
+            weight_var=2.0,
+            bias_var=0.5,
+            parametrization=parametrization,
+            rngs=nnx.Rngs(seed),
+        )
         return m.features(x)[0][0][0, 0]
 
     z = np.asarray(jax.vmap(first_preactivation)(jax.random.split(jax.random.key(0), 4000)))

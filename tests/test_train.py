@@ -27,8 +27,17 @@ def test_full_batch_gd_matches_numpy_gradient_descent():
     m = models.MLP((3, 2), bias_var=1.0, rngs=nnx.Rngs(0))
     w, b = np.asarray(m.layers[0].w[...], np.float64), np.asarray(m.layers[0].b[...], np.float64)
     lr, steps = 0.1, 25
-    trained, hist = train.fit(m, ds, key=jax.random.key(0), steps=steps, learning_rate=lr,
-                              optimizer=optax.sgd, batch_size=None, loss="mse", log_every=5)
+    trained, hist = train.fit(
+        m,
+        ds,
+        key=jax.random.key(0),
+        steps=steps,
+        learning_rate=lr,
+        optimizer=optax.sgd,
+        batch_size=None,
+        loss="mse",
+        log_every=5,
+    )
     x, y = ds.x.astype(np.float64), ds.y.astype(np.float64)
     losses = []
     for t in range(steps + 1):
@@ -55,14 +64,20 @@ def test_fit_learns_mnist1d_and_is_deterministic():
     loss, acc = train.evaluate(trained, ds.x_test, ds.y_test)
     np.testing.assert_allclose([loss, acc], [h1.test_loss[-1], h1.test_accuracy[-1]], rtol=1e-5)
     # the input model is not modified
-    np.testing.assert_array_equal(m.layers[0].w[...], models.MLP((40, 64, 10), rngs=nnx.Rngs(0)).layers[0].w[...])
+    np.testing.assert_array_equal(
+        m.layers[0].w[...], models.MLP((40, 64, 10), rngs=nnx.Rngs(0)).layers[0].w[...]
+    )
 
 
 def test_minibatches_are_uniform_with_replacement():
     """The gradient of a loss that counts sample uses: every sample is drawn ~equally often."""
     n = 10
-    ds = data.Dataset(np.eye(n, dtype=np.float32), np.zeros(n, np.float32),
-                      np.eye(n, dtype=np.float32), np.zeros(n, np.float32))
+    ds = data.Dataset(
+        np.eye(n, dtype=np.float32),
+        np.zeros(n, np.float32),
+        np.eye(n, dtype=np.float32),
+        np.zeros(n, np.float32),
+    )
     m = models.MLP((n, 1), rngs=nnx.Rngs(0))
     m.layers[0].w[...] = jnp.zeros((n, 1))
 
@@ -70,8 +85,17 @@ def test_minibatches_are_uniform_with_replacement():
         return -jnp.sum(out)
 
     steps, batch = 2000, 5
-    trained, _ = train.fit(m, ds, key=jax.random.key(0), steps=steps, learning_rate=1.0,
-                           optimizer=optax.sgd, batch_size=batch, loss=count, log_every=1000)
+    trained, _ = train.fit(
+        m,
+        ds,
+        key=jax.random.key(0),
+        steps=steps,
+        learning_rate=1.0,
+        optimizer=optax.sgd,
+        batch_size=batch,
+        loss=count,
+        log_every=1000,
+    )
     counts = np.asarray(trained.layers[0].w[...][:, 0])
     expected = steps * batch / n
     assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))
@@ -80,9 +104,18 @@ def test_minibatches_are_uniform_with_replacement():
 def test_divergence_is_reported_not_plotted():
     ds = _regression()
     m = models.MLP((3, 16, 2), rngs=nnx.Rngs(0))
-    kwargs = dict(key=jax.random.key(0), steps=200, learning_rate=50.0, optimizer=optax.sgd,
-                  batch_size=None, loss="mse", log_every=10)
-    with pytest.raises(train.TrainingDiverged, match=r"diverged at step \d+ .*learning rate 50") as e:
+    kwargs = dict(
+        key=jax.random.key(0),
+        steps=200,
+        learning_rate=50.0,
+        optimizer=optax.sgd,
+        batch_size=None,
+        loss="mse",
+        log_every=10,
+    )
+    with pytest.raises(
+        train.TrainingDiverged, match=r"diverged at step \d+ .*learning rate 50"
+    ) as e:
         train.fit(m, ds, **kwargs)
     assert 1 <= e.value.step <= 200
     with pytest.warns(UserWarning, match="diverged"):
@@ -110,8 +143,14 @@ def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="learning_rate: expected a scalar or 2 values"):
         train.fit_many([m, m], ds, key=k, steps=10, learning_rate=[0.1, 0.2, 0.3], loss="mse")
     with pytest.raises(ValueError, match="model 1 has a different graph definition"):
-        train.fit_many([m, models.MLP((3, 4, 2), rngs=nnx.Rngs(0))], ds, key=k, steps=10,
-                       learning_rate=0.1, loss="mse")
+        train.fit_many(
+            [m, models.MLP((3, 4, 2), rngs=nnx.Rngs(0))],
+            ds,
+            key=k,
+            steps=10,
+            learning_rate=0.1,
+            loss="mse",
+        )
 
 
 def _mnist_small():
@@ -126,17 +165,37 @@ def test_fit_many_equals_separate_fits():
     labels = np.stack([data.corrupt_labels(jax.random.key(s), ds.y, 0.5 * s, 10) for s in range(3)])
     key = jax.random.key(7)
     kw = dict(steps=40, optimizer=optax.adamw, batch_size=32, log_every=20)
-    trained, hist = train.fit_many(ms, ds, key=key, learning_rate=lrs, labels=labels,
-                                   optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]}, **kw)
+    trained, hist = train.fit_many(
+        ms,
+        ds,
+        key=key,
+        learning_rate=lrs,
+        labels=labels,
+        optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
+        **kw,
+    )
     assert hist.train_loss.shape == (3, 3)
     for i, k in enumerate(jax.random.split(key, 3)):
-        one, h = train.fit(ms[i], ds.replace(y=labels[i]), key=k, learning_rate=lrs[i],
-                           optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1][i]}, **kw)
+        one, h = train.fit(
+            ms[i],
+            ds.replace(y=labels[i]),
+            key=k,
+            learning_rate=lrs[i],
+            optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1][i]},
+            **kw,
+        )
         np.testing.assert_allclose(hist.train_loss[i], h.train_loss, rtol=2e-4)
         np.testing.assert_allclose(trained[i].layers[0].w[...], one.layers[0].w[...], atol=1e-5)
-    seq, hist_seq = train.fit_many(ms, ds, key=key, learning_rate=lrs, labels=labels,
-                                   optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
-                                   models_per_batch=2, **kw)
+    seq, hist_seq = train.fit_many(
+        ms,
+        ds,
+        key=key,
+        learning_rate=lrs,
+        labels=labels,
+        optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
+        models_per_batch=2,
+        **kw,
+    )
     np.testing.assert_allclose(hist_seq.train_loss, hist.train_loss, rtol=2e-4)
 
 
@@ -145,16 +204,32 @@ def test_width_sweep_shares_one_shape_and_matches_unpadded_training():
     widths = (4, 8, 16)
     padded = [models.MLP((40, w, 10), max_width=16, rngs=nnx.Rngs(w)) for w in widths]
     key = jax.random.key(3)
-    trained, hist = train.fit_many(padded, ds, key=key, steps=30, learning_rate=0.05,
-                                   optimizer=optax.sgd, batch_size=64, log_every=10)
+    trained, hist = train.fit_many(
+        padded,
+        ds,
+        key=key,
+        steps=30,
+        learning_rate=0.05,
+        optimizer=optax.sgd,
+        batch_size=64,
+        log_every=10,
+    )
     for i, (w, k) in enumerate(zip(widths, jax.random.split(key, 3), strict=True)):
         small = models.MLP((40, w, 10), rngs=nnx.Rngs(0))
         small.layers[0].w[...] = padded[i].layers[0].w[...][:, :w]
         small.layers[0].b[...] = padded[i].layers[0].b[...][:w]
         small.layers[1].w[...] = padded[i].layers[1].w[...][:w]
         small.layers[1].b[...] = padded[i].layers[1].b[...]
-        _, h = train.fit(small, ds, key=k, steps=30, learning_rate=0.05, optimizer=optax.sgd,
-                         batch_size=64, log_every=10)
+        _, h = train.fit(
+            small,
+            ds,
+            key=k,
+            steps=30,
+            learning_rate=0.05,
+            optimizer=optax.sgd,
+            batch_size=64,
+            log_every=10,
+        )
         np.testing.assert_allclose(hist.train_loss[i], h.train_loss, rtol=1e-4)
         assert trained[i].true_widths == (40, w, 10)
 
@@ -171,8 +246,16 @@ def test_batchnorm_statistics_are_trained():
 
     ds = _regression()
     m = Net(nnx.Rngs(0))
-    trained, hist = train.fit(m, ds, key=jax.random.key(0), steps=50, learning_rate=1e-2,
-                              batch_size=16, loss="mse", log_every=25)
+    trained, hist = train.fit(
+        m,
+        ds,
+        key=jax.random.key(0),
+        steps=50,
+        learning_rate=1e-2,
+        batch_size=16,
+        loss="mse",
+        log_every=25,
+    )
     assert float(jnp.abs(trained.bn.mean[...]).max()) > 1e-3  # running mean moved off zero
     assert float(jnp.abs(m.bn.mean[...]).max()) == 0.0
     assert hist.train_loss[-1] < hist.train_loss[0]
@@ -194,10 +277,14 @@ SHARDED = textwrap.dedent("""
 
 @pytest.mark.parametrize("n_devices", [1, 2, 4])
 def test_fit_many_shards_the_model_axis_across_devices(n_devices, tmp_path):
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
-           "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True,
-                         check=True)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["devices"] == n_devices
     loss = np.array(result["loss"])

@@ -41,11 +41,15 @@ class Dataset:
     def __post_init__(self):
         for name in ("x", "x_test"):
             if np.ndim(getattr(self, name)) != 2:
-                raise ValueError(f"{name}: expected a 2D array (samples, features), "
-                                 f"got shape {np.shape(getattr(self, name))}")
+                raise ValueError(
+                    f"{name}: expected a 2D array (samples, features), "
+                    f"got shape {np.shape(getattr(self, name))}"
+                )
         if len(self.x) != len(self.y) or len(self.x_test) != len(self.y_test):
-            raise ValueError(f"x/y and x_test/y_test must have equal lengths, got "
-                             f"{len(self.x)}/{len(self.y)} and {len(self.x_test)}/{len(self.y_test)}")
+            raise ValueError(
+                f"x/y and x_test/y_test must have equal lengths, got "
+                f"{len(self.x)}/{len(self.y)} and {len(self.x_test)}/{len(self.y_test)}"
+            )
 
     @property
     def is_classification(self) -> bool:
@@ -68,6 +72,7 @@ def _make(x, y, x_test, y_test) -> Dataset:
     def cast(a):
         a = np.asarray(a)
         return a.astype(np.int32) if np.issubdtype(a.dtype, np.integer) else a.astype(np.float32)
+
     return Dataset(cast(x), cast(y), cast(x_test), cast(y_test))
 
 
@@ -109,8 +114,10 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, *, cache: bool = True, **ov
     args = get_dataset_args(as_dict=True)
     unknown = set(overrides) - set(args)
     if unknown:
-        raise ValueError(f"overrides: unknown MNIST-1D arguments {sorted(unknown)}; "
-                         f"expected some of {sorted(args)}")
+        raise ValueError(
+            f"overrides: unknown MNIST-1D arguments {sorted(unknown)}; "
+            f"expected some of {sorted(args)}"
+        )
     args.update(num_samples=num_samples, seed=seed, **overrides)
     args.pop("url")
     tag = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
@@ -119,11 +126,11 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, *, cache: bool = True, **ov
         with np.load(path) as f:
             return _make(f["x"], f["y"], f["x_test"], f["y_test"])
 
-    np_state, py_state = np.random.get_state(), random.getstate()
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (restored below)
     try:
         raw = make_dataset(get_dataset_args().__class__({**args, "url": None}))
     finally:
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
     ds = _make(raw["x"], raw["y"], raw["x_test"], raw["y_test"])
     if cache:
@@ -137,8 +144,14 @@ def mnist1d(num_samples: int = 5000, seed: int = 42, *, cache: bool = True, **ov
 # ----------------------------------------------------------------------------- toy sets
 
 
-def toy_regression_1d(key: jax.Array, n: int = 20, n_test: int = 200, noise: float = 0.1,
-                      fn=None, xlim: tuple[float, float] = (-1.0, 1.0)) -> Dataset:
+def toy_regression_1d(
+    key: jax.Array,
+    n: int = 20,
+    n_test: int = 200,
+    noise: float = 0.1,
+    fn=None,
+    xlim: tuple[float, float] = (-1.0, 1.0),
+) -> Dataset:
     """A 1D regression problem ``y = fn(x) + noise * eps``.
 
     Training inputs are uniform on ``xlim``; test inputs are an even grid on it (noise-free
@@ -196,8 +209,11 @@ def sklearn_dataset(name: str, key: jax.Array, test_fraction: float = 0.3) -> Da
     from sklearn import datasets
     from sklearn.preprocessing import StandardScaler
 
-    loaders = {"digits": datasets.load_digits, "wine": datasets.load_wine,
-               "breast_cancer": datasets.load_breast_cancer}
+    loaders = {
+        "digits": datasets.load_digits,
+        "wine": datasets.load_wine,
+        "breast_cancer": datasets.load_breast_cancer,
+    }
     if name not in loaders:
         raise ValueError(f"name: expected one of {sorted(loaders)}, got {name!r}")
     if not 0 < test_fraction < 1:

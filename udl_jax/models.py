@@ -1,4 +1,4 @@
-"""Models for the book: a Flax NNX multilayer perceptron, a 1D CNN, and the bridge to pure functions.
+"""Models for the book: a Flax NNX MLP, a 1D CNN, and the bridge to pure functions.
 
 Chapters build models as NNX modules (readable, stateful objects) but the theory is about
 functions of parameters: an NTK differentiates with respect to them, a Hessian takes their
@@ -30,7 +30,7 @@ _DEFAULT_WEIGHT_VAR = {"relu": 2.0, "gelu": 2.0}
 
 
 class Mask(nnx.Variable):
-    """A fixed 0/1 mask over hidden units (not trained): lets models of different widths share one shape."""
+    """A fixed 0/1 mask over hidden units (not trained): widths differ, shapes agree."""
 
 
 def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
@@ -59,17 +59,27 @@ class Dense(nnx.Module):
       rngs: NNX random streams; the ``params`` stream is used.
     """
 
-    def __init__(self, fan_in: int, fan_out: int, *, parametrization: str = "standard",
-                 weight_var: float = 1.0, bias_var: float = 0.0,
-                 true_fan_in: int | None = None, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        fan_in: int,
+        fan_out: int,
+        *,
+        parametrization: str = "standard",
+        weight_var: float = 1.0,
+        bias_var: float = 0.0,
+        true_fan_in: int | None = None,
+        rngs: nnx.Rngs,
+    ):
         if parametrization not in PARAMETRIZATIONS:
             raise ValueError(
-                f"parametrization: expected one of {PARAMETRIZATIONS}, got {parametrization!r}")
+                f"parametrization: expected one of {PARAMETRIZATIONS}, got {parametrization!r}"
+            )
         if weight_var <= 0 or bias_var < 0:
             raise ValueError(
-                f"weight_var must be > 0 and bias_var >= 0, got {weight_var}, {bias_var}")
+                f"weight_var must be > 0 and bias_var >= 0, got {weight_var}, {bias_var}"
+            )
         n = fan_in if true_fan_in is None else true_fan_in
-        w_scale, b_scale = (weight_var / n) ** 0.5, bias_var ** 0.5
+        w_scale, b_scale = (weight_var / n) ** 0.5, bias_var**0.5
         w = jax.random.normal(rngs.params(), (fan_in, fan_out))
         b = jax.random.normal(rngs.params(), (fan_out,))
         self.parametrization = parametrization
@@ -89,7 +99,7 @@ class Dense(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """Fully connected network ``widths[0] -> ... -> widths[-1]``; no activation after the last layer.
+    """Fully connected network ``widths[0] -> ... -> widths[-1]``, linear in its last layer.
 
     The attributes ``widths``, ``activation``, ``parametrization``, ``weight_var``, ``bias_var``
     describe the architecture completely, so the infinite-width kernels can be read off the
@@ -112,15 +122,27 @@ class MLP(nnx.Module):
     Call: ``model(x)`` with ``x`` of shape (..., widths[0]) returns (..., widths[-1]).
     """
 
-    def __init__(self, widths: Sequence[int], *, activation: str = "relu",
-                 parametrization: str = "standard", weight_var: float | None = None,
-                 bias_var: float = 0.0, residual: bool = False, max_width: int | None = None,
-                 rngs: nnx.Rngs):
+    def __init__(
+        self,
+        widths: Sequence[int],
+        *,
+        activation: str = "relu",
+        parametrization: str = "standard",
+        weight_var: float | None = None,
+        bias_var: float = 0.0,
+        residual: bool = False,
+        max_width: int | None = None,
+        rngs: nnx.Rngs,
+    ):
         widths = _check_widths(widths)
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(
+                f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
+            )
         if max_width is not None and max_width < max(widths[1:-1], default=0):
-            raise ValueError(f"max_width: expected >= every hidden width {widths[1:-1]}, got {max_width}")
+            raise ValueError(
+                f"max_width: expected >= every hidden width {widths[1:-1]}, got {max_width}"
+            )
         if weight_var is None:
             weight_var = _DEFAULT_WEIGHT_VAR.get(activation, 1.0)
         alloc = (widths[0], *[max_width or w for w in widths[1:-1]], widths[-1])
@@ -129,8 +151,15 @@ class MLP(nnx.Module):
         self.residual, self.max_width = residual, max_width
         layers, masks = [], []
         for i in range(len(widths) - 1):
-            layer = Dense(alloc[i], alloc[i + 1], parametrization=parametrization,
-                          weight_var=weight_var, bias_var=bias_var, true_fan_in=widths[i], rngs=rngs)
+            layer = Dense(
+                alloc[i],
+                alloc[i + 1],
+                parametrization=parametrization,
+                weight_var=weight_var,
+                bias_var=bias_var,
+                true_fan_in=widths[i],
+                rngs=rngs,
+            )
             if max_width is not None:
                 row = (jnp.arange(alloc[i]) < widths[i]).astype(jnp.float32)
                 col = (jnp.arange(alloc[i + 1]) < widths[i + 1]).astype(jnp.float32)
@@ -187,14 +216,18 @@ class CNN1D(nnx.Module):
     Call: ``model(x)`` with ``x`` of shape (batch, length) returns (batch, n_classes).
     """
 
-    def __init__(self, length: int = 40, channels: int = 25, n_classes: int = 10, *, rngs: nnx.Rngs):
+    def __init__(
+        self, length: int = 40, channels: int = 25, n_classes: int = 10, *, rngs: nnx.Rngs
+    ):
         if length < 8:
             raise ValueError(f"length: expected >= 8, got {length}")
-        self.convs = nnx.List([
-            nnx.Conv(1, channels, (5,), strides=2, padding=1, rngs=rngs),
-            nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
-            nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
-        ])
+        self.convs = nnx.List(
+            [
+                nnx.Conv(1, channels, (5,), strides=2, padding=1, rngs=rngs),
+                nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
+                nnx.Conv(channels, channels, (3,), strides=2, padding=1, rngs=rngs),
+            ]
+        )
         n = length
         for k in (5, 3, 3):
             n = (n + 2 - k) // 2 + 1

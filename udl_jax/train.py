@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 
@@ -96,12 +97,16 @@ def _check(data, steps, batch_size, log_every, loss, on_divergence):
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
     if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size: expected a positive int or None (full batch), got {batch_size!r}")
+        raise ValueError(
+            f"batch_size: expected a positive int or None (full batch), got {batch_size!r}"
+        )
     if log_every is None:
         target = max(1, steps // 40)
         log_every = max(d for d in range(1, target + 1) if steps % d == 0)
     if not isinstance(log_every, int) or log_every < 1 or steps % log_every:
-        raise ValueError(f"log_every: expected a positive divisor of steps={steps}, got {log_every!r}")
+        raise ValueError(
+            f"log_every: expected a positive divisor of steps={steps}, got {log_every!r}"
+        )
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
@@ -142,8 +147,12 @@ def _functions(graphdef_train, graphdef_eval, loss_fn, tx, batch_size):
 def _template(factory, hparams):
     """The hashable part of a set of hyperparameters: numeric values (which ``inject_hyperparams``
     keeps in the optimizer state) become None; static ones (e.g. ``nesterov=True``) stay."""
+
     def numeric(v):
-        return isinstance(v, (int, float, np.ndarray, jax.Array, list, tuple)) and not isinstance(v, bool)
+        return isinstance(v, (int, float, np.ndarray, jax.Array, list, tuple)) and not isinstance(
+            v, bool
+        )
+
     return factory, tuple(sorted((k, None if numeric(v) else v) for k, v in hparams.items()))
 
 
@@ -155,7 +164,9 @@ def _tx(template):
 @functools.lru_cache(maxsize=64)
 def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
     """Jitted chunk and evaluation functions for `fit`, built once per architecture and setting."""
-    step, evaluate_one = _functions(graphdef_train, graphdef_eval, loss_fn, _tx(template), batch_size)
+    step, evaluate_one = _functions(
+        graphdef_train, graphdef_eval, loss_fn, _tx(template), batch_size
+    )
 
     def chunk(carry, keys, x, y):
         return jax.lax.scan(lambda c, k: step(c, k, x, y), carry, keys)
@@ -169,10 +180,13 @@ def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_siz
 @functools.lru_cache(maxsize=64)
 def _compiled_many(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
     """`_compiled_single`'s functions vectorized over a leading model axis, for `fit_many`."""
-    _, _, chunk, evaluate = _compiled_single(graphdef_train, graphdef_eval, loss_fn, template,
-                                             batch_size)
-    return (jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0), out_axes=(0, 1))),
-            jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, 0, None, None))))
+    _, _, chunk, evaluate = _compiled_single(
+        graphdef_train, graphdef_eval, loss_fn, template, batch_size
+    )
+    return (
+        jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0), out_axes=(0, 1))),
+        jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None, 0, None, None))),
+    )
 
 
 def _split(model):
@@ -188,13 +202,26 @@ def _split(model):
 
 
 def _progress(total: int, enabled: bool | None):
-    """A progress bar that appears only for runs longer than two seconds."""
-    try:
-        import ipywidgets  # noqa: F401
+    """A progress bar for runs longer than two seconds.
+
+    With ``enabled=None`` it is shown only where it renders as one bar: a notebook front-end with
+    ipywidgets (Colab, Jupyter) or a terminal. In a kernel without widgets (nbval, the book
+    build) text bars would print a line per update into the chapter, so none is drawn.
+    """
+    if enabled is None:
+        try:
+            import ipywidgets  # noqa: F401
+            from IPython import get_ipython
+
+            enabled = get_ipython() is not None and "IPKernelApp" in get_ipython().config
+        except (ImportError, AttributeError):
+            enabled = False
+        enabled = enabled or sys.stderr.isatty()
+    if enabled:
         from tqdm.auto import tqdm
-    except ImportError:
+    else:
         from tqdm import tqdm
-    return tqdm(total=total, delay=2.0, disable=enabled is False, leave=False, unit="step")
+    return tqdm(total=total, delay=2.0, disable=not enabled, leave=False, unit="step")
 
 
 def _learning_rate(hparams) -> str:
@@ -202,8 +229,21 @@ def _learning_rate(hparams) -> str:
     return np.array2string(lr, precision=4) if lr.ndim else f"{float(lr):.4g}"
 
 
-def _run(carry, chunk, evaluate, step_keys, x, y, x_test, y_test, log_every, hparams,
-         on_divergence, progress, n_models=None):
+def _run(
+    carry,
+    chunk,
+    evaluate,
+    step_keys,
+    x,
+    y,
+    x_test,
+    y_test,
+    log_every,
+    hparams,
+    on_divergence,
+    progress,
+    n_models=None,
+):
     """Python loop over jitted scan chunks; logs after each chunk and watches for divergence."""
     n_chunks = step_keys.shape[0]
     logs = [evaluate(carry[0], carry[1], x, y, x_test, y_test)]
@@ -215,32 +255,47 @@ def _run(carry, chunk, evaluate, step_keys, x, y, x_test, y_test, log_every, hpa
             metrics = evaluate(new_carry[0], new_carry[1], x, y, x_test, y_test)
             bad = ~np.isfinite(batch_losses)
             if bad.any() or not all(np.isfinite(np.asarray(m)).all() for m in metrics):
-                first = np.argmax(bad.reshape(bad.shape[0], -1).any(-1)) if bad.any() else log_every - 1
+                first = (
+                    np.argmax(bad.reshape(bad.shape[0], -1).any(-1)) if bad.any() else log_every - 1
+                )
                 diverged_at = c * log_every + int(first) + 1
                 which = ""
                 if n_models is not None:
                     models = np.flatnonzero(bad.any(0) if bad.any() else np.ones(n_models, bool))
                     which = f" (models {models.tolist()})"
-                msg = (f"training diverged at step {diverged_at}{which} with learning rate "
-                       f"{_learning_rate(hparams)}: the loss is not finite. Lower the learning rate.")
+                msg = (
+                    f"training diverged at step {diverged_at}{which} with learning rate "
+                    f"{_learning_rate(hparams)}: the loss is not finite. Lower the learning rate."
+                )
                 if on_divergence == "raise":
                     raise TrainingDiverged(msg, diverged_at)
-                warnings.warn(msg + " Returning the history up to the last finite log.", stacklevel=3)
+                warnings.warn(
+                    msg + " Returning the history up to the last finite log.", stacklevel=3
+                )
                 break
             carry = new_carry
             logs.append(metrics)
             bar.update(log_every)
     steps = np.arange(len(logs)) * log_every
     train_loss, train_acc, test_loss, test_acc = (
-        np.stack([np.asarray(m[i]) for m in logs], axis=-1) for i in range(4))
-    return carry, History(steps, train_loss=train_loss, test_loss=test_loss,
-                          train_accuracy=train_acc, test_accuracy=test_acc, diverged_at=diverged_at)
+        np.stack([np.asarray(m[i]) for m in logs], axis=-1) for i in range(4)
+    )
+    return carry, History(
+        steps,
+        train_loss=train_loss,
+        test_loss=test_loss,
+        train_accuracy=train_acc,
+        test_accuracy=test_acc,
+        diverged_at=diverged_at,
+    )
 
 
 def _optimizer(optimizer, learning_rate, optimizer_kwargs):
     if not callable(optimizer) or isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError("optimizer: expected an optax optimizer *factory* such as optax.adam "
-                        "(not optax.adam(1e-3)); pass the learning rate as learning_rate=")
+        raise TypeError(
+            "optimizer: expected an optax optimizer *factory* such as optax.adam "
+            "(not optax.adam(1e-3)); pass the learning rate as learning_rate="
+        )
     hparams = {"learning_rate": learning_rate, **dict(optimizer_kwargs or {})}
     return _injected(optimizer), hparams
 
@@ -252,11 +307,21 @@ def _injected(optimizer):
     return optax.inject_hyperparams(optimizer)
 
 
-def fit(model: nnx.Module, data: Dataset, *, key: jax.Array, steps: int, learning_rate: float,
-        optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
-        optimizer_kwargs: Mapping[str, float] | None = None, batch_size: int | None = 100,
-        loss: str | Callable = "cross_entropy", log_every: int | None = None,
-        on_divergence: str = "raise", progress: bool | None = None):
+def fit(
+    model: nnx.Module,
+    data: Dataset,
+    *,
+    key: jax.Array,
+    steps: int,
+    learning_rate: float,
+    optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
+    optimizer_kwargs: Mapping[str, float] | None = None,
+    batch_size: int | None = 100,
+    loss: str | Callable = "cross_entropy",
+    log_every: int | None = None,
+    on_divergence: str = "raise",
+    progress: bool | None = None,
+):
     """Train one model with an optax optimizer.
 
     Minibatches are drawn with replacement (``batch_size`` indices per step, uniformly);
@@ -276,7 +341,8 @@ def fit(model: nnx.Module, data: Dataset, *, key: jax.Array, steps: int, learnin
       log_every: steps between logs; must divide ``steps`` (default: about 40 logs).
       on_divergence: ``"raise"`` a `TrainingDiverged` error at the first non-finite loss, or
         ``"stop"``: warn and return the model and history of the last finite log.
-      progress: show a progress bar (None: only if the run lasts more than 2 s).
+      progress: show a progress bar (None: where one can be drawn, and only if the run
+        lasts more than 2 s).
 
     Returns:
       ``(trained_model, history)``: a new NNX model and a `History` with (T,) arrays.
@@ -284,13 +350,26 @@ def fit(model: nnx.Module, data: Dataset, *, key: jax.Array, steps: int, learnin
     log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
     factory, hparams = _optimizer(optimizer, learning_rate, optimizer_kwargs)
     graphdef_train, graphdef_eval, params, rest = _split(model)
-    chunk, evaluate, _, _ = _compiled_single(graphdef_train, graphdef_eval, loss_fn,
-                                             _template(factory, hparams), batch_size)
+    chunk, evaluate, _, _ = _compiled_single(
+        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size
+    )
     x, y, x_test, y_test = (jnp.asarray(a) for a in (data.x, data.y, data.x_test, data.y_test))
     keys = jax.random.split(key, steps).reshape(steps // log_every, log_every)
     carry = (params, rest, factory(**hparams).init(params))
-    carry, history = _run(carry, chunk, evaluate, keys, x, y, x_test, y_test, log_every,
-                          hparams, on_divergence, progress)
+    carry, history = _run(
+        carry,
+        chunk,
+        evaluate,
+        keys,
+        x,
+        y,
+        x_test,
+        y_test,
+        log_every,
+        hparams,
+        on_divergence,
+        progress,
+    )
     trained = nnx.merge(graphdef_eval, carry[0], carry[1])
     trained.train()
     return trained, history
@@ -300,14 +379,23 @@ def _stack(trees):
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
-def fit_many(models: Sequence[nnx.Module], data: Dataset, *, key: jax.Array, steps: int,
-             learning_rate: float | Sequence[float],
-             optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
-             optimizer_kwargs: Mapping[str, float | Sequence[float]] | None = None,
-             labels: np.ndarray | None = None, batch_size: int | None = 100,
-             loss: str | Callable = "cross_entropy", log_every: int | None = None,
-             models_per_batch: int | None = None, on_divergence: str = "raise",
-             progress: bool | None = None):
+def fit_many(
+    models: Sequence[nnx.Module],
+    data: Dataset,
+    *,
+    key: jax.Array,
+    steps: int,
+    learning_rate: float | Sequence[float],
+    optimizer: Callable[..., optax.GradientTransformation] = optax.adam,
+    optimizer_kwargs: Mapping[str, float | Sequence[float]] | None = None,
+    labels: np.ndarray | None = None,
+    batch_size: int | None = 100,
+    loss: str | Callable = "cross_entropy",
+    log_every: int | None = None,
+    models_per_batch: int | None = None,
+    on_divergence: str = "raise",
+    progress: bool | None = None,
+):
     """Train M models of one shape together, vectorized with ``vmap``.
 
     The models must share one graph definition (same architecture and static attributes;
@@ -342,8 +430,10 @@ def fit_many(models: Sequence[nnx.Module], data: Dataset, *, key: jax.Array, ste
     graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
     for i, s in enumerate(splits[1:], 1):
         if s[0] != graphdef_train:
-            raise ValueError(f"models: model {i} has a different graph definition from model 0 "
-                             "(architecture or static attributes differ); fit_many needs one shape")
+            raise ValueError(
+                f"models: model {i} has a different graph definition from model 0 "
+                "(architecture or static attributes differ); fit_many needs one shape"
+            )
     params = _stack([s[2] for s in splits])
     rest = _stack([s[3] for s in splits])
 
@@ -354,22 +444,29 @@ def fit_many(models: Sequence[nnx.Module], data: Dataset, *, key: jax.Array, ste
         if v.ndim == 0:
             v = jnp.full((m_count,), v)
         if v.shape != (m_count,):
-            raise ValueError(f"{name}: expected a scalar or {m_count} values (one per model), "
-                             f"got shape {v.shape}")
+            raise ValueError(
+                f"{name}: expected a scalar or {m_count} values (one per model), "
+                f"got shape {v.shape}"
+            )
         per_model[name] = v
     y_all = np.asarray(data.y) if labels is None else np.asarray(labels)
     if labels is None:
         y_all = np.broadcast_to(y_all, (m_count, *y_all.shape))
     if y_all.shape != (m_count, *np.shape(data.y)):
-        raise ValueError(f"labels: expected shape {(m_count, *np.shape(data.y))}, got {y_all.shape}")
+        raise ValueError(
+            f"labels: expected shape {(m_count, *np.shape(data.y))}, got {y_all.shape}"
+        )
 
-    chunk, evaluate = _compiled_many(graphdef_train, graphdef_eval, loss_fn,
-                                     _template(factory, hparams), batch_size)
+    chunk, evaluate = _compiled_many(
+        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size
+    )
     opt_state = jax.vmap(lambda p, h: factory(**h).init(p))(params, per_model)
 
     group = m_count if models_per_batch is None else models_per_batch
     if not isinstance(group, int) or group < 1:
-        raise ValueError(f"models_per_batch: expected a positive int or None, got {models_per_batch!r}")
+        raise ValueError(
+            f"models_per_batch: expected a positive int or None, got {models_per_batch!r}"
+        )
     group = min(group, m_count)
     n_groups = math.ceil(m_count / group)
     pad = n_groups * group - m_count
@@ -393,37 +490,65 @@ def fit_many(models: Sequence[nnx.Module], data: Dataset, *, key: jax.Array, ste
     carries, histories = [], []
     for g in range(n_groups):
         sl = slice(g * group, (g + 1) * group)
-        c = jax.tree.map(lambda a: a[sl], carry)
+        c = jax.tree.map(lambda a, sl=sl: a[sl], carry)
         keys_g, y_g = step_keys[:, sl], y_all[sl]
         if sharding is not None:
             c, y_g = jax.device_put((c, y_g), sharding)
         hp = {k: v[sl] for k, v in padded(per_model).items()}
-        c, h = _run(c, chunk, evaluate, keys_g, x, y_g, x_test, y_test, log_every, hp,
-                    on_divergence, progress, n_models=group)
+        c, h = _run(
+            c,
+            chunk,
+            evaluate,
+            keys_g,
+            x,
+            y_g,
+            x_test,
+            y_test,
+            log_every,
+            hp,
+            on_divergence,
+            progress,
+            n_models=group,
+        )
         carries.append(c)
         histories.append(h)
 
     if len({len(h.steps) for h in histories}) > 1:  # a group stopped early: cut all to the shortest
         t = min(len(h.steps) for h in histories)
-        histories = [dataclasses.replace(h, **{f: getattr(h, f)[..., :t] for f in
-                     ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")})
-                     for h in histories]
+        histories = [
+            dataclasses.replace(
+                h,
+                **{
+                    f: getattr(h, f)[..., :t]
+                    for f in ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
+                },
+            )
+            for h in histories
+        ]
     diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
-    cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count]
-           for f in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")}
+    cat = {
+        f: np.concatenate([getattr(h, f) for h in histories])[:m_count]
+        for f in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+    }
     history = History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
-    params, rest = [jax.tree.map(lambda *a: jnp.concatenate(a), *[c[i] for c in carries])
-                    for i in (0, 1)]
+    params, rest = [
+        jax.tree.map(lambda *a: jnp.concatenate(a), *[c[i] for c in carries]) for i in (0, 1)
+    ]
     trained = []
     for i in range(m_count):
-        m = nnx.merge(graphdef_eval, jax.tree.map(lambda a, i=i: a[i], params),
-                      jax.tree.map(lambda a, i=i: a[i], rest))
+        m = nnx.merge(
+            graphdef_eval,
+            jax.tree.map(lambda a, i=i: a[i], params),
+            jax.tree.map(lambda a, i=i: a[i], rest),
+        )
         m.train()
         trained.append(m)
     return trained, history
 
 
-def evaluate(model: nnx.Module, x: np.ndarray, y: np.ndarray, loss: str | Callable = "cross_entropy"):
+def evaluate(
+    model: nnx.Module, x: np.ndarray, y: np.ndarray, loss: str | Callable = "cross_entropy"
+):
     """Loss and accuracy of a model (evaluation mode) on ``(x, y)``; returns two floats."""
     if isinstance(loss, str) and loss not in LOSSES:
         raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")

@@ -294,3 +294,23 @@ def test_fit_many_shards_the_model_axis_across_devices(n_devices, tmp_path):
     if ref_path.exists():
         np.testing.assert_allclose(loss, np.load(ref_path), rtol=1e-5)
     assert loss.shape == (4, 3) and np.all(loss[:, -1] < loss[:, 0])
+
+
+def test_losses_and_accuracy_against_scikit_learn():
+    from sklearn.metrics import accuracy_score, log_loss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4)).astype(np.float32)
+    y = rng.integers(0, 4, 50).astype(np.int32)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(train.cross_entropy(jnp.asarray(logits), jnp.asarray(y)),
+                               log_loss(y, probs, labels=range(4)), rtol=1e-5)
+    np.testing.assert_allclose(train.accuracy(jnp.asarray(logits), jnp.asarray(y)),
+                               accuracy_score(y, logits.argmax(1)), rtol=1e-6)
+    onehot = np.eye(4)[y]
+    np.testing.assert_allclose(train.mse(jnp.asarray(logits), jnp.asarray(y)),
+                               0.5 * np.mean(np.sum((logits - onehot) ** 2, 1)), rtol=1e-5)
+    target = rng.normal(size=50).astype(np.float32)
+    np.testing.assert_allclose(train.mse(jnp.asarray(logits[:, :1]), jnp.asarray(target)),
+                               0.5 * np.mean((logits[:, 0] - target) ** 2), rtol=1e-5)
+    assert float(train.accuracy(jnp.asarray(logits[:, :1]), jnp.asarray(target))) == 0.0

@@ -120,7 +120,7 @@ def test_padded_mlp_equals_unpadded_network():
         # everything outside the true block is zero
         assert float(jnp.abs(lp.w[...]).sum() - jnp.abs(ls.w[...]).sum()) == 0
     x = jax.random.normal(jax.random.key(0), (6, 3))
-    np.testing.assert_allclose(padded(x), small(x), rtol=1e-6)
+    np.testing.assert_allclose(padded(x), small(x), rtol=1e-5, atol=1e-6)  # float32 sum order
     apply_fn, params, rest = models.functional(padded)
     g = jax.grad(lambda p: jnp.sum(apply_fn(p, x) ** 2))(params)
     assert float(jnp.abs(g["layers"][1]["w"][...][4:, :]).max()) == 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -27,6 +28,31 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 PARAMETRIZATIONS = ("standard", "ntk")
 
 _DEFAULT_WEIGHT_VAR = {"relu": 2.0, "gelu": 2.0}
+
+
+_BLOCK = 1 << 16
+
+
+@jax.jit
+def _normal_block(key: jax.Array, i: jax.Array) -> jax.Array:
+    return jax.random.normal(jax.random.fold_in(key, i), (_BLOCK,))
+
+
+def standard_normal(key: jax.Array, shape: tuple[int, ...]):
+    """Standard normal draws of any shape, made from blocks of one fixed size.
+
+    Eager ``jax.random.normal(key, shape)`` compiles a kernel for every new shape (seconds for
+    each new architecture on a small CPU); fixed-size blocks compile once per process. Inside a
+    transformation (e.g. ``jax.vmap`` over keys) it falls back to ``jax.random.normal``.
+
+    Returns:
+      A float32 NumPy array of ``shape`` (a JAX array when ``key`` is traced).
+    """
+    if isinstance(key, jax.core.Tracer):
+        return jax.random.normal(key, shape)
+    n = int(np.prod(shape))
+    blocks = [np.asarray(_normal_block(key, i)) for i in range(-(-n // _BLOCK))]
+    return np.concatenate(blocks)[:n].reshape(shape) if blocks else np.zeros(shape, np.float32)
 
 
 class Mask(nnx.Variable):
@@ -68,6 +94,7 @@ class Dense(nnx.Module):
         weight_var: float = 1.0,
         bias_var: float = 0.0,
         true_fan_in: int | None = None,
+        out_mask: np.ndarray | None = None,
         rngs: nnx.Rngs,
     ):
         if parametrization not in PARAMETRIZATIONS:
@@ -80,17 +107,21 @@ class Dense(nnx.Module):
             )
         n = fan_in if true_fan_in is None else true_fan_in
         w_scale, b_scale = (weight_var / n) ** 0.5, bias_var**0.5
-        w = jax.random.normal(rngs.params(), (fan_in, fan_out))
-        b = jax.random.normal(rngs.params(), (fan_out,))
+        w = standard_normal(rngs.params(), (fan_in, fan_out))
+        b = standard_normal(rngs.params(), (fan_out,))
+        if n < fan_in or out_mask is not None:  # zero the padding (see MLP's max_width)
+            rows = (np.arange(fan_in) < n).astype(np.float32)
+            cols = np.ones(fan_out, np.float32) if out_mask is None else out_mask
+            w, b = w * rows[:, None] * cols[None, :], b * cols
         self.parametrization = parametrization
         # Scales are static only where the forward pass uses them (NTK parametrization), so
         # standard-parametrized layers of different fan-in share one graph definition.
         self.w_scale = self.b_scale = None
         if parametrization == "standard":
-            self.w, self.b = nnx.Param(w * w_scale), nnx.Param(b * b_scale)
+            w, b = w * w_scale, b * b_scale
         else:
-            self.w, self.b = nnx.Param(w), nnx.Param(b)
             self.w_scale, self.b_scale = w_scale, b_scale
+        self.w, self.b = nnx.Param(jnp.asarray(w)), nnx.Param(jnp.asarray(b))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if self.parametrization == "standard":
@@ -151,6 +182,11 @@ class MLP(nnx.Module):
         self.residual, self.max_width = residual, max_width
         layers, masks = [], []
         for i in range(len(widths) - 1):
+            col = None
+            if max_width is not None:
+                col = (np.arange(alloc[i + 1]) < widths[i + 1]).astype(np.float32)
+                if i < len(widths) - 2:
+                    masks.append(Mask(jnp.asarray(col)))
             layer = Dense(
                 alloc[i],
                 alloc[i + 1],
@@ -158,15 +194,9 @@ class MLP(nnx.Module):
                 weight_var=weight_var,
                 bias_var=bias_var,
                 true_fan_in=widths[i],
+                out_mask=col,
                 rngs=rngs,
             )
-            if max_width is not None:
-                row = (jnp.arange(alloc[i]) < widths[i]).astype(jnp.float32)
-                col = (jnp.arange(alloc[i + 1]) < widths[i + 1]).astype(jnp.float32)
-                layer.w[...] = layer.w[...] * row[:, None] * col[None, :]
-                layer.b[...] = layer.b[...] * col
-                if i < len(widths) - 2:
-                    masks.append(Mask(col))
             layers.append(layer)
         self.layers = nnx.List(layers)
         self.masks = nnx.List(masks)

@@ -1,0 +1,173 @@
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from udl_jax import features
+
+
+def _problem(n, num_features, seed=0, k=None):
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(size=(n, num_features))
+    y = rng.normal(size=(n,) if k is None else (n, k))
+    return phi, y
+
+
+# ------------------------------------------------------------------------------- features
+
+
+def test_featurize_is_reproducible_and_applies_the_same_weights_to_test_inputs():
+    x = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    phi, params = features.random_relu_features(jax.random.key(1), x, 64, bias_scale=0.5)
+    assert phi.shape == (30, 64) and params["w"].shape == (5, 64) and params["b"].shape == (64,)
+    again = features.featurize(
+        features.make_random_features(jax.random.key(1), 5, 64, bias_scale=0.5), x
+    )
+    np.testing.assert_array_equal(np.asarray(phi), np.asarray(again))
+    np.testing.assert_array_equal(
+        np.asarray(features.featurize(params, x[:7])), np.asarray(phi[:7])
+    )
+    other, _ = features.random_relu_features(jax.random.key(2), x, 64, bias_scale=0.5)
+    assert not np.allclose(np.asarray(phi), np.asarray(other))
+    assert np.all(np.asarray(phi) >= 0)
+
+
+def test_featurize_gram_approaches_the_arc_cosine_kernel():
+    """phi(x).phi(x') -> E relu(w.x) relu(w.x') = |x||x'| (sin t + (pi - t) cos t) / (2 pi d)."""
+    x = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    phi, _ = features.random_relu_features(jax.random.key(0), x, 200_000)
+    gram = np.asarray(phi, np.float64) @ np.asarray(phi, np.float64).T
+    t = math.acos(0.6)  # angle between the unit inputs
+    var_w = 1 / 2  # weight variance weight_scale^2 / d
+    k01 = var_w * (math.sin(t) + (math.pi - t) * math.cos(t)) / (2 * math.pi)
+    np.testing.assert_allclose(gram, [[var_w / 2, k01], [k01, var_w / 2]], rtol=0.02)
+
+
+# ------------------------------------------------------------------------------- solvers
+
+
+@pytest.mark.parametrize("num_features", [10, 35])
+def test_min_norm_primal_matches_lstsq_when_underparametrized(num_features):
+    phi, y = _problem(40, num_features)
+    w = features.min_norm_solution(phi, y)
+    np.testing.assert_allclose(w, np.linalg.lstsq(phi, y, rcond=None)[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(w, np.linalg.pinv(phi) @ y, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_features", [60, 400])
+def test_min_norm_dual_interpolates_and_matches_pinv_when_overparametrized(num_features):
+    phi, y = _problem(40, num_features, seed=1)
+    w = features.min_norm_solution(phi, y)  # auto: dual
+    np.testing.assert_allclose(phi @ w, y, atol=1e-9)  # interpolates
+    np.testing.assert_allclose(w, np.linalg.pinv(phi) @ y, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(w, features.min_norm_solution(phi, y, form="primal"), atol=1e-10)
+    # w lies in the row space of phi: it is the minimum-norm interpolant
+    null = np.linalg.svd(phi)[2][40:]
+    assert np.abs(null @ w).max() < 1e-10
+
+
+def test_min_norm_handles_several_targets_and_rank_deficiency():
+    phi, y = _problem(30, 50, seed=2, k=3)
+    w = features.min_norm_solution(phi, y)
+    assert w.shape == (50, 3)
+    np.testing.assert_allclose(w, np.linalg.pinv(phi) @ y, atol=1e-10)
+    # duplicated samples make the Gram matrix singular: the dual refuses, the primal copes
+    phi2 = np.vstack([phi, phi[:1]])
+    y2 = np.vstack([y, y[:1]])
+    with pytest.raises(np.linalg.LinAlgError, match="form='primal'"):
+        features.min_norm_solution(phi2, y2, form="dual")
+    np.testing.assert_allclose(features.min_norm_solution(phi2, y2, form="primal"), w, atol=1e-9)
+
+
+@pytest.mark.parametrize("num_features", [15, 80])
+def test_ridge_primal_equals_dual_and_tends_to_min_norm(num_features):
+    phi, y = _problem(40, num_features, seed=3)
+    for lam in (1e-2, 1.0, 100.0):
+        primal = features.ridge_solution(phi, y, lam, form="primal")
+        dual = features.ridge_solution(phi, y, lam, form="dual")
+        np.testing.assert_allclose(primal, dual, rtol=1e-9, atol=1e-12)
+        direct = np.linalg.solve(phi.T @ phi + lam * np.eye(num_features), phi.T @ y)
+        np.testing.assert_allclose(features.ridge_solution(phi, y, lam), direct, rtol=1e-9)
+    w0 = features.min_norm_solution(phi, y)
+    gaps = [np.linalg.norm(features.ridge_solution(phi, y, lam) - w0) for lam in (1e-2, 1e-4, 1e-6)]
+    assert np.all(np.diff(gaps) < 0) and gaps[-1] < 1e-5 * np.linalg.norm(w0)
+
+
+# ----------------------------------------------------------------------------- exact risk
+
+
+def test_isotropic_risk_matches_monte_carlo():
+    """E||beta_hat - beta||^2 over 400 draws of (X, eps), for n = 40, within 4 standard errors."""
+    n, noise_var, trials = 40, 0.5, 400
+    rng = np.random.default_rng(0)
+    for p in (10, 20, 60, 100):
+        beta = rng.normal(size=p)
+        beta *= 1.5 / np.linalg.norm(beta)  # ||beta||^2 = 2.25
+        losses = np.empty(trials)
+        for t in range(trials):
+            x = rng.normal(size=(n, p))
+            y = x @ beta + math.sqrt(noise_var) * rng.normal(size=n)
+            losses[t] = np.sum((features.min_norm_solution(x, y) - beta) ** 2)
+        exact = features.min_norm_risk_isotropic(n, p, noise_var, 2.25)
+        se = losses.std(ddof=1) / math.sqrt(trials)
+        assert abs(losses.mean() - exact) < 4 * se, (p, losses.mean(), exact, se)
+
+
+def test_isotropic_risk_formula_values_and_shape():
+    # hand values: n = 40, sigma^2 = 1, ||beta||^2 = 1
+    assert features.min_norm_risk_isotropic(40, 10, 1.0, 1.0) == pytest.approx(10 / 29)
+    assert features.min_norm_risk_isotropic(40, 60, 1.0, 1.0) == pytest.approx(1 / 3 + 40 / 19)
+    assert features.min_norm_risk_isotropic(40, 10, 1.0, 1.0, test_noise=True) == pytest.approx(
+        1 + 10 / 29
+    )
+    ps = np.arange(1, 121)
+    risk = features.min_norm_risk_isotropic(40, ps, 1.0, 1.0)
+    assert risk.shape == ps.shape
+    assert np.all(np.isinf(risk[(ps >= 39) & (ps <= 41)]))
+    assert np.all(np.isfinite(risk[(ps <= 38) | (ps >= 42)]))
+    # the peak: near p = n the risk is far above both ends, and it grows with the noise
+    assert risk[37] > 10 * risk[9] and risk[42] > 5 * risk[-1]
+    r_low, r_high = (features.min_norm_risk_isotropic(40, [38, 42], v, 1.0) for v in (0.1, 1.0))
+    assert np.all(r_high > r_low)
+    # no noise: no peak at all
+    clean = features.min_norm_risk_isotropic(40, ps, 0.0, 1.0)
+    assert np.all(np.isfinite(clean)) and np.all(clean[ps <= 40] == 0)
+
+
+def test_isotropic_risk_tends_to_the_asymptotic_formula():
+    """Hastie et al. (2022, Thm. 1): sigma^2 g / (1 - g), r^2 (1 - 1/g) + sigma^2 / (g - 1)."""
+    n, s2, r2 = 1_000_000, 0.7, 2.0
+    for g in (0.3, 0.8, 1.5, 4.0):
+        limit = s2 * g / (1 - g) if g < 1 else r2 * (1 - 1 / g) + s2 / (g - 1)
+        value = features.min_norm_risk_isotropic(n, int(g * n), s2, r2)
+        assert value == pytest.approx(limit, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_name_the_argument():
+    phi, y = _problem(10, 5)
+    with pytest.raises(ValueError, match="form"):
+        features.min_norm_solution(phi, y, form="svd")
+    with pytest.raises(ValueError, match="phi"):
+        features.min_norm_solution(phi[0], y)
+    with pytest.raises(ValueError, match="y: expected shape"):
+        features.min_norm_solution(phi, y[:-1])
+    with pytest.raises(ValueError, match="lam"):
+        features.ridge_solution(phi, y, 0.0)
+    with pytest.raises(ValueError, match="num_features"):
+        features.make_random_features(jax.random.key(0), 3, 0)
+    with pytest.raises(ValueError, match="d: expected"):
+        features.make_random_features(jax.random.key(0), 0, 4)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        features.featurize(features.make_random_features(jax.random.key(0), 3, 4), np.ones((2, 4)))
+    with pytest.raises(ValueError, match="n: expected"):
+        features.min_norm_risk_isotropic(0, 5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="p: expected"):
+        features.min_norm_risk_isotropic(10, 2.5, 1.0, 1.0)
+    with pytest.raises(ValueError, match="noise_var"):
+        features.min_norm_risk_isotropic(10, 5, -1.0, 1.0)
+    with pytest.raises(ValueError, match="signal_norm2"):
+        features.min_norm_risk_isotropic(10, 5, 1.0, -1.0)

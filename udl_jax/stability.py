@@ -1,0 +1,190 @@
+"""Full-batch gradient descent with its sharpness tracked inside one compiled scan.
+
+The edge of stability (Cohen et al. 2021) is seen by watching the sharpness, the top eigenvalue
+of the loss Hessian, at many points of a gradient-descent run. Alternating `udl_jax.train.fit`
+chunks with `udl_jax.hessian.sharpness` does this, but each Lanczos product then costs a round
+trip from Python (a dispatch, a transfer, a small eigenproblem on the host), which for a small
+network is slower than the product itself. Here ``every`` GD steps and a fixed number of
+warm-started Lanczos steps run together in one ``jax.lax.scan`` under one ``jax.jit``: the
+previous top eigenvector starts the next Lanczos run, so a few products per measurement suffice
+while the eigenvector moves slowly. `tests/test_stability.py` checks the result against
+`udl_jax.train.fit` and `udl_jax.hessian.sharpness`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+
+def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array):
+    """Top (largest algebraic) eigenpair of a symmetric operator from ``num_iter`` Lanczos steps.
+
+    Lanczos with full reorthogonalization (classical Gram-Schmidt, twice) builds an orthonormal
+    basis ``Q`` (m, P) of the Krylov space of ``v0`` and the tridiagonal ``T = Q A Q^T``; the
+    largest eigenvalue of ``T`` and its Ritz vector approximate the top eigenpair of ``A``
+    (Golub & Van Loan 2013, section 10.1). If the Krylov space becomes invariant (e.g. ``v0`` is
+    already an eigenvector), the next basis vector is a random one orthogonal to ``Q`` and the
+    off-diagonal entry is 0, so ``T`` splits into blocks whose eigenvalues are still Ritz values.
+    Pure and jittable (a fixed number of products, no host round trips), unlike the adaptive
+    `udl_jax.hessian.top_eigenpairs`.
+
+    Args:
+      matvec: symmetric linear map on (P,) vectors, jax-traceable.
+      v0: (P,) nonzero starting vector, e.g. the previous top eigenvector (a warm start).
+      num_iter: m, the number of products, 1 <= m <= P.
+      key: PRNG key for restarts after an invariant subspace is found.
+
+    Returns:
+      ``(eigenvalue, eigenvector)``: a scalar and a (P,) unit vector.
+    """
+    p = v0.shape[0]
+    if not 1 <= num_iter <= p:
+        raise ValueError(f"num_iter: expected an int in [1, P={p}], got {num_iter!r}")
+    basis = jnp.zeros((num_iter, p), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    tiny = jnp.finfo(v0.dtype).tiny
+
+    def orthogonalize(w, basis):
+        for _ in range(2):  # "twice is enough" (Parlett 1998); rows beyond j are zero
+            w = w - basis.T @ (basis @ w)
+        return w
+
+    def body(j, state):
+        basis, alphas, betas = state
+        w = matvec(basis[j])
+        alpha = jnp.vdot(basis[j], w)
+        scale = jnp.linalg.norm(w)
+        w = orthogonalize(w, basis)
+        beta = jnp.linalg.norm(w)
+        broke = beta <= 100 * jnp.finfo(w.dtype).eps * jnp.maximum(scale, tiny)
+        r = orthogonalize(jax.random.normal(jax.random.fold_in(key, j), (p,), w.dtype), basis)
+        w = jnp.where(broke, r, w)
+        basis = basis.at[j + 1].set(w / jnp.linalg.norm(w), mode="drop")
+        return basis, alphas.at[j].set(alpha), betas.at[j].set(jnp.where(broke, 0.0, beta))
+
+    zeros = jnp.zeros(num_iter, v0.dtype)
+    basis, alphas, betas = jax.lax.fori_loop(0, num_iter, body, (basis, zeros, zeros))
+    t = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
+    theta, s = jnp.linalg.eigh(t)
+    v = basis.T @ s[:, -1]
+    return theta[-1], v / jnp.linalg.norm(v)
+
+
+class GDRun(NamedTuple):
+    """Result of `gd_with_sharpness`.
+
+    Attributes:
+      params: the parameters after ``steps`` GD steps (a pytree like the input).
+      loss: (steps + 1,) NumPy array, ``loss[t]`` = the loss after t steps.
+      sharpness_steps: (steps // every + 1,) the steps 0, every, 2 every, ..., steps at which
+        the sharpness was measured.
+      sharpness: (steps // every + 1,) the top Hessian eigenvalue at those steps.
+      eigenvector: (P,) flat top eigenvector at the last measurement (``ravel_pytree`` order),
+        to warm-start a continuation.
+    """
+
+    params: Any
+    loss: np.ndarray
+    sharpness_steps: np.ndarray
+    sharpness: np.ndarray
+    eigenvector: jax.Array
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _run(loss_fn, every, n_chunks, num_iter, num_iter_first, params, learning_rate, v0, key):
+    flat0, unravel = ravel_pytree(params)
+    grad = jax.value_and_grad(loss_fn)
+
+    def top(flat, v, k, m):
+        def hvp(u):
+            g = lambda f: ravel_pytree(jax.grad(loss_fn)(unravel(f)))[0]  # noqa: E731
+            return jax.jvp(g, (flat,), (u,))[1]
+
+        return lanczos_top(hvp, v, m, k)
+
+    def gd_step(flat, _):
+        value, g = grad(unravel(flat))
+        return flat - learning_rate * ravel_pytree(g)[0], value
+
+    def chunk(carry, k):
+        flat, v = carry
+        flat, losses = jax.lax.scan(gd_step, flat, None, length=every)
+        lam, v = top(flat, v, k, num_iter)
+        return (flat, v), (losses, lam)
+
+    keys = jax.random.split(key, n_chunks + 1)
+    lam0, v = top(flat0, v0, keys[0], num_iter_first)
+    (flat, v), (losses, lams) = jax.lax.scan(chunk, (flat0, v), keys[1:])
+    final = loss_fn(unravel(flat))
+    losses = jnp.concatenate([losses.reshape(-1), final[None]])
+    return unravel(flat), losses, jnp.concatenate([lam0[None], lams]), v
+
+
+def gd_with_sharpness(
+    loss_fn: Callable,
+    params,
+    *,
+    learning_rate: float,
+    steps: int,
+    every: int,
+    key: jax.Array,
+    num_iter: int = 20,
+    num_iter_first: int | None = None,
+    v0=None,
+) -> GDRun:
+    """Full-batch gradient descent ``theta <- theta - eta grad L(theta)``, tracking the sharpness.
+
+    Every ``every`` steps (and at step 0) the top Hessian eigenvalue is estimated by
+    `lanczos_top` with ``num_iter`` Hessian-vector products (forward-over-reverse, Pearlmutter
+    1994), warm-started from the previous eigenvector; the first measurement starts from ``v0``
+    or a random vector and uses ``num_iter_first`` products. Everything runs in one jitted scan,
+    compiled once per ``loss_fn`` object and setting (``every``, ``steps``, ``num_iter``):
+    reuse the same ``loss_fn`` (not a fresh lambda) to share the compilation across learning
+    rates and starting points. The GD steps are those of `udl_jax.train.fit` with
+    ``optimizer=optax.sgd, batch_size=None``.
+
+    Args:
+      loss_fn: scalar loss of a parameter pytree over the full training set, e.g.
+        ``lambda p: train.mse(apply_fn(p, x), y)``.
+      params: starting parameter pytree (floating point).
+      learning_rate: the step size eta (a float; changing it does not recompile).
+      steps: number of GD steps, a positive multiple of ``every``.
+      every: steps between sharpness measurements.
+      key: PRNG key for the random start (when ``v0`` is None) and Lanczos restarts.
+      num_iter: products per warm-started measurement.
+      num_iter_first: products for the first measurement (default ``3 * num_iter``).
+      v0: optional (P,) flat starting vector for the first measurement.
+
+    Returns:
+      A `GDRun` (params, loss, sharpness_steps, sharpness, eigenvector). The loss curve has one
+      entry per step, computed for free in the gradient evaluation.
+    """
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn: expected a scalar function of params, got "
+                        f"{type(loss_fn).__name__}")
+    for name, value in (("steps", steps), ("every", every), ("num_iter", num_iter)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if steps % every:
+        raise ValueError(f"steps: expected a multiple of every={every}, got {steps}")
+    num_iter_first = 3 * num_iter if num_iter_first is None else num_iter_first
+    flat, _ = ravel_pytree(params)
+    if not jnp.issubdtype(flat.dtype, jnp.floating):
+        raise TypeError(f"params: expected floating-point leaves, got {flat.dtype}")
+    p = flat.shape[0]
+    num_iter, num_iter_first = min(num_iter, p), min(num_iter_first, p)
+    k_start, k_run = jax.random.split(key)
+    if v0 is None:
+        v0 = jax.random.normal(k_start, (p,), flat.dtype)
+    v0 = jnp.asarray(v0, flat.dtype).reshape(-1)
+    if v0.shape != (p,):
+        raise ValueError(f"v0: expected a flat vector of shape ({p},), got {v0.shape}")
+    out, losses, lams, v = _run(loss_fn, every, steps // every, num_iter, num_iter_first,
+                                params, jnp.asarray(learning_rate, flat.dtype), v0, k_run)
+    return GDRun(out, np.asarray(losses), np.arange(0, steps + 1, every), np.asarray(lams), v)

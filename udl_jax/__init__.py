@@ -10,6 +10,7 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.hessian`: Hessian-vector products, Lanczos spectra, sharpness.
 - `udl_jax.stability`: gradient descent with its sharpness tracked inside one scan.
 - `udl_jax.landscape`: filter-normalized directions, loss slices, mode connectivity.
+- `udl_jax.ntk`: empirical and analytic NTK/NNGP, kernel predictions, linearized networks.
 - `udl_jax.bounds`: PAC-Bayes, Occam and compression bounds; kl inverses; code lengths.
 - `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
 - `udl_jax.plot`: the book's figure style.

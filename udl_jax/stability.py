@@ -22,24 +22,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from .hessian import _lanczos_update
 
-def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array):
+
+def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int):
     """Top (largest algebraic) eigenpair of a symmetric operator from ``num_iter`` Lanczos steps.
 
-    Lanczos with full reorthogonalization (classical Gram-Schmidt, twice) builds an orthonormal
-    basis ``Q`` (m, P) of the Krylov space of ``v0`` and the tridiagonal ``T = Q A Q^T``; the
-    largest eigenvalue of ``T`` and its Ritz vector approximate the top eigenpair of ``A``
-    (Golub & Van Loan 2013, section 10.1). If the Krylov space becomes invariant (e.g. ``v0`` is
-    already an eigenvector), the next basis vector is a random one orthogonal to ``Q`` and the
-    off-diagonal entry is 0, so ``T`` splits into blocks whose eigenvalues are still Ritz values.
-    Pure and jittable (a fixed number of products, no host round trips), unlike the adaptive
-    `udl_jax.hessian.top_eigenpairs`.
+    The same Lanczos step as `udl_jax.hessian.lanczos` (full reorthogonalization, a restart
+    orthogonal to the basis if the Krylov space becomes invariant, e.g. when ``v0`` is already
+    an eigenvector), run for a fixed number of products inside ``lax.fori_loop``: pure and
+    jittable, with no host round trips, unlike the adaptive `udl_jax.hessian.top_eigenpairs`.
+    The largest eigenvalue of the tridiagonal ``T`` and its Ritz vector approximate the top
+    eigenpair (Golub & Van Loan 2013, section 10.1).
 
     Args:
       matvec: symmetric linear map on (P,) vectors, jax-traceable.
       v0: (P,) nonzero starting vector, e.g. the previous top eigenvector (a warm start).
       num_iter: m, the number of products, 1 <= m <= P.
-      key: PRNG key for restarts after an invariant subspace is found.
 
     Returns:
       ``(eigenvalue, eigenvector)``: a scalar and a (P,) unit vector.
@@ -47,29 +46,16 @@ def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int, key: jax.Array):
     p = v0.shape[0]
     if not 1 <= num_iter <= p:
         raise ValueError(f"num_iter: expected an int in [1, P={p}], got {num_iter!r}")
-    basis = jnp.zeros((num_iter, p), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-    tiny = jnp.finfo(v0.dtype).tiny
-
-    def orthogonalize(w, basis):
-        for _ in range(2):  # "twice is enough" (Parlett 1998); rows beyond j are zero
-            w = w - basis.T @ (basis @ w)
-        return w
+    q = v0 / jnp.linalg.norm(v0)
+    basis = jnp.zeros((num_iter, p), v0.dtype).at[0].set(q)
 
     def body(j, state):
-        basis, alphas, betas = state
-        w = matvec(basis[j])
-        alpha = jnp.vdot(basis[j], w)
-        scale = jnp.linalg.norm(w)
-        w = orthogonalize(w, basis)
-        beta = jnp.linalg.norm(w)
-        broke = beta <= 100 * jnp.finfo(w.dtype).eps * jnp.maximum(scale, tiny)
-        r = orthogonalize(jax.random.normal(jax.random.fold_in(key, j), (p,), w.dtype), basis)
-        w = jnp.where(broke, r, w)
-        basis = basis.at[j + 1].set(w / jnp.linalg.norm(w), mode="drop")
-        return basis, alphas.at[j].set(alpha), betas.at[j].set(jnp.where(broke, 0.0, beta))
+        basis, q, alphas, betas = state
+        basis, alpha, beta, q = _lanczos_update(basis, matvec(q), j)
+        return basis, q, alphas.at[j].set(alpha), betas.at[j].set(beta)
 
     zeros = jnp.zeros(num_iter, v0.dtype)
-    basis, alphas, betas = jax.lax.fori_loop(0, num_iter, body, (basis, zeros, zeros))
+    basis, _, alphas, betas = jax.lax.fori_loop(0, num_iter, body, (basis, q, zeros, zeros))
     t = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
     theta, s = jnp.linalg.eigh(t)
     v = basis.T @ s[:, -1]
@@ -97,30 +83,29 @@ class GDRun(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _run(loss_fn, every, n_chunks, num_iter, num_iter_first, params, learning_rate, v0, key):
+def _run(loss_fn, every, n_chunks, num_iter, num_iter_first, params, learning_rate, v0):
     flat0, unravel = ravel_pytree(params)
     grad = jax.value_and_grad(loss_fn)
 
-    def top(flat, v, k, m):
+    def top(flat, v, m):
         def hvp(u):
             g = lambda f: ravel_pytree(jax.grad(loss_fn)(unravel(f)))[0]  # noqa: E731
             return jax.jvp(g, (flat,), (u,))[1]
 
-        return lanczos_top(hvp, v, m, k)
+        return lanczos_top(hvp, v, m)
 
     def gd_step(flat, _):
         value, g = grad(unravel(flat))
         return flat - learning_rate * ravel_pytree(g)[0], value
 
-    def chunk(carry, k):
+    def chunk(carry, _):
         flat, v = carry
         flat, losses = jax.lax.scan(gd_step, flat, None, length=every)
-        lam, v = top(flat, v, k, num_iter)
+        lam, v = top(flat, v, num_iter)
         return (flat, v), (losses, lam)
 
-    keys = jax.random.split(key, n_chunks + 1)
-    lam0, v = top(flat0, v0, keys[0], num_iter_first)
-    (flat, v), (losses, lams) = jax.lax.scan(chunk, (flat0, v), keys[1:])
+    lam0, v = top(flat0, v0, num_iter_first)
+    (flat, v), (losses, lams) = jax.lax.scan(chunk, (flat0, v), None, length=n_chunks)
     final = loss_fn(unravel(flat))
     losses = jnp.concatenate([losses.reshape(-1), final[None]])
     return unravel(flat), losses, jnp.concatenate([lam0[None], lams]), v
@@ -156,7 +141,7 @@ def gd_with_sharpness(
       learning_rate: the step size eta (a float; changing it does not recompile).
       steps: number of GD steps, a positive multiple of ``every``.
       every: steps between sharpness measurements.
-      key: PRNG key for the random start (when ``v0`` is None) and Lanczos restarts.
+      key: PRNG key for the random start vector (used when ``v0`` is None).
       num_iter: products per warm-started measurement.
       num_iter_first: products for the first measurement (default ``3 * num_iter``).
       v0: optional (P,) flat starting vector for the first measurement.
@@ -179,12 +164,11 @@ def gd_with_sharpness(
         raise TypeError(f"params: expected floating-point leaves, got {flat.dtype}")
     p = flat.shape[0]
     num_iter, num_iter_first = min(num_iter, p), min(num_iter_first, p)
-    k_start, k_run = jax.random.split(key)
     if v0 is None:
-        v0 = jax.random.normal(k_start, (p,), flat.dtype)
+        v0 = jax.random.normal(key, (p,), flat.dtype)
     v0 = jnp.asarray(v0, flat.dtype).reshape(-1)
     if v0.shape != (p,):
         raise ValueError(f"v0: expected a flat vector of shape ({p},), got {v0.shape}")
     out, losses, lams, v = _run(loss_fn, every, steps // every, num_iter, num_iter_first,
-                                params, jnp.asarray(learning_rate, flat.dtype), v0, k_run)
+                                params, jnp.asarray(learning_rate, flat.dtype), v0)
     return GDRun(out, np.asarray(losses), np.arange(0, steps + 1, every), np.asarray(lams), v)

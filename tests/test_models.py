@@ -127,6 +127,8 @@ def test_padded_mlp_equals_unpadded_network():
     assert float(jnp.abs(g["layers"][1]["w"][...][:, 5:]).max()) == 0
     other = models.MLP((3, 2, 7, 2), max_width=8, rngs=nnx.Rngs(4))
     assert nnx.graphdef(other) == nnx.graphdef(padded)  # one shape, one compilation
+    from_numpy = models.MLP(tuple(np.array([3, 2, 7, 2])), max_width=8, rngs=nnx.Rngs(4))
+    assert nnx.graphdef(from_numpy) == nnx.graphdef(padded)  # NumPy ints from a width grid
 
 
 def test_cnn_shapes_and_bad_inputs():
@@ -134,6 +136,8 @@ def test_cnn_shapes_and_bad_inputs():
     assert c(jnp.ones((3, 40))).shape == (3, 10)
     with pytest.raises(ValueError, match="widths"):
         models.MLP((3,), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="widths"):
+        models.MLP((3, 2.5, 2), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="activation"):
         models.MLP((3, 2), activation="sigmoid", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="parametrization"):

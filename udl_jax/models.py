@@ -8,6 +8,7 @@ worlds: it returns ``(apply_fn, params, rest)`` with ``apply_fn(params, x)`` pur
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -61,11 +62,12 @@ class Mask(nnx.Variable):
 
 def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     widths = tuple(widths)
-    if len(widths) < 2 or not all(isinstance(w, int) and w > 0 for w in widths):
+    ok = all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w > 0 for w in widths)
+    if len(widths) < 2 or not ok:
         raise ValueError(
             f"widths: expected at least two positive ints (input, ..., output), got {widths!r}"
         )
-    return widths
+    return tuple(int(w) for w in widths)  # NumPy ints become Python ints (static attributes)
 
 
 class Dense(nnx.Module):

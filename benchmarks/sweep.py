@@ -31,8 +31,6 @@ from flax import nnx
 
 from udl_jax import data, models, train
 
-jax.config.update("jax_enable_compilation_cache", False)
-
 LEARNING_RATE = 1e-3
 BATCH = 100
 
@@ -126,6 +124,7 @@ def main():
     parser.add_argument("--train", type=int, default=1000, help="training samples")
     parser.add_argument("--noise", type=float, default=0.15, help="label-noise probability")
     args = parser.parse_args()
+    jax.config.update("jax_enable_compilation_cache", False)  # compile times must be real
     steps = args.steps or (300 if args.quick else 3000)
     n_models = 4 if args.quick else 12
     full = data.mnist1d()

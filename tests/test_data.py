@@ -126,3 +126,12 @@ def test_toy_sets():
     assert m1.x.shape == (200, 2) and set(np.unique(m1.y)) == {0, 1}
     with pytest.raises(ValueError, match="noise"):
         data.toy_regression_1d(jax.random.key(0), noise=-1.0)
+
+
+def test_corrupt_labels_accepts_integer_probabilities():
+    y = np.arange(50, dtype=np.int32) % 10
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(data.corrupt_labels(key, y, 0, 10), y)
+    np.testing.assert_array_equal(
+        data.corrupt_labels(key, y, 1, 10), data.corrupt_labels(key, y, 1.0, 10)
+    )

@@ -248,6 +248,7 @@ def corrupt_labels(key: jax.Array, y: np.ndarray, prob: float, n_classes: int) -
     """
     if not 0 <= prob <= 1:
         raise ValueError(f"prob: expected a probability in [0, 1], got {prob}")
+    prob = float(prob)  # jax.random.bernoulli rejects an int (e.g. prob=0 or 1)
     y = np.asarray(y)
     kc, kl = jax.random.split(key)
     flip = np.asarray(jax.random.bernoulli(kc, prob, y.shape))

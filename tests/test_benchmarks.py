@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from udl_jax import data
@@ -31,9 +32,10 @@ def test_sweep_benchmark_ways_agree():
     sweep = _load("sweep")
     full = data.mnist1d()
     ds = full.replace(x=full.x[:200], y=full.y[:200])
-    labels = np.stack([ds.y, ds.y])
-    first, warm, acc_pkg = sweep.package(ds, labels, [4, 8], [0, 1], steps=20)
-    total, compile_s, acc_naive = sweep.naive(ds, labels, [4, 8], [0, 1], steps=20)
-    assert first > 0 and warm > 0 and total > 0 and compile_s > 0
-    assert acc_pkg.shape == acc_naive.shape == (2,)
-    assert np.all((acc_pkg >= 0) & (acc_pkg <= 1))
+    first, warm, res = sweep.package_widths(ds, [4, 8], 1, 20, None, jax.random.key(0))
+    assert first > 0 and warm > 0 and res.test_error.shape == (1, 2, 2)
+    total, compile_s, acc = sweep.naive(ds, res.labels, [4, 8], [0, 1], 20)
+    assert total > 0 and compile_s > 0 and acc.shape == (2,)
+    first, warm, acc = sweep.package_seeds(ds, res.labels, 8, 2, 20)
+    assert first > 0 and warm > 0 and acc.shape == (2,)
+    assert np.all((acc >= 0) & (acc <= 1))

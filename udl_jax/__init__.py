@@ -11,7 +11,13 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.stability`: gradient descent with its sharpness tracked inside one scan.
 - `udl_jax.landscape`: filter-normalized directions, loss slices, mode connectivity.
 - `udl_jax.ntk`: empirical and analytic NTK/NNGP, kernel predictions, linearized networks.
+- `udl_jax.prior`: exact samples of random MLPs' output functions (the NNGP prior at finite width).
+- `udl_jax.lazy`: lazy training and feature learning: how far weights and kernels move.
+- `udl_jax.tabular`: repeated splits and tuned learners for small tabular benchmarks.
+- `udl_jax.polynomial`: Legendre series with an order-dependent penalty (a soft inductive bias).
+- `udl_jax.sweeps`: model-wise sweeps, e.g. MLP width sweeps trained together with padding.
 - `udl_jax.bounds`: PAC-Bayes, Occam and compression bounds; kl inverses; code lengths.
+- `udl_jax.subspace`: networks trained in a random subspace, and Gaussian posteriors over it.
 - `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
 - `udl_jax.plot`: the book's figure style.
 """

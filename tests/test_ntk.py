@@ -316,6 +316,14 @@ def test_gp_posterior_against_direct_solve_and_sklearn():
     assert np.all(np.abs(at_train.var) < 1e-5 * np.diag(k).max())
 
 
+def test_kernel_regression_falls_back_when_not_positive_definite():
+    # Cholesky fails on an indefinite symmetric matrix; the LDL^T solve must still be exact.
+    k = np.array([[0.0, 1.0, 0.5], [1.0, 0.0, 0.2], [0.5, 0.2, -1.0]])
+    ks, y = np.eye(3)[:2], np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(nt.kernel_regression(k, ks, y), np.linalg.solve(k, y)[:2],
+                               rtol=1e-12)
+
+
 def test_gradient_flow_limits():
     x, xt, y, spec = _regression_problem()
     th, ths = nt.ntk_kernel(spec, x), nt.ntk_kernel(spec, xt, x)

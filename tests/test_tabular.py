@@ -1,0 +1,132 @@
+"""Tests for udl_jax.tabular against scikit-learn and brute force."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+from udl_jax import ntk, tabular
+from udl_jax.data import Dataset
+
+
+@pytest.fixture(scope="module")
+def wine():
+    x, y = tabular.load("wine")
+    tr, te = tabular.stratified_splits(y, jax.random.key(0), 1)[0]
+    return tabular.make_split(x, y, tr, te)
+
+
+def test_load_shapes_and_bad_name():
+    x, y = tabular.load("breast_cancer")
+    assert x.shape == (569, 30) and y.shape == (569,) and y.dtype == np.int32
+    with pytest.raises(ValueError, match="name"):
+        tabular.load("iris")
+
+
+def test_stratified_splits_are_disjoint_covering_stratified_and_reproducible():
+    _, y = tabular.load("wine")
+    splits = tabular.stratified_splits(y, jax.random.key(1), 4, test_fraction=0.3)
+    assert len(splits) == 4
+    for tr, te in splits:
+        assert len(np.intersect1d(tr, te)) == 0
+        np.testing.assert_array_equal(np.union1d(tr, te), np.arange(len(y)))
+        assert abs(len(te) - 0.3 * len(y)) <= 1
+        # class proportions within one sample of the whole set's
+        np.testing.assert_allclose(np.bincount(y[te]), np.bincount(y) * len(te) / len(y), atol=1)
+    assert not np.array_equal(splits[0][1], splits[1][1])
+    again = tabular.stratified_splits(y, jax.random.key(1), 4, test_fraction=0.3)
+    for (a, b), (c, d) in zip(splits, again, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    with pytest.raises(ValueError, match="n_splits"):
+        tabular.stratified_splits(y, jax.random.key(1), 0)
+    with pytest.raises(ValueError, match="test_fraction"):
+        tabular.stratified_splits(y, jax.random.key(1), 2, test_fraction=1.5)
+
+
+def test_make_split_standardizes_with_the_training_part(wine):
+    np.testing.assert_allclose(wine.x.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(wine.x.std(0), 1, atol=1e-4)
+    assert abs(wine.x_test.mean()) > 1e-4  # the test part is not re-centred on itself
+
+
+def test_baselines(wine):
+    maj = tabular.majority_accuracy(wine)
+    assert maj == pytest.approx(np.mean(wine.y_test == np.argmax(np.bincount(wine.y))))
+    assert tabular.logistic_accuracy(wine) > 0.9
+
+
+def test_svm_matches_gridsearch(wine):
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVC
+
+    acc, best = tabular.svm_accuracy(wine, Cs=(1.0, 10.0), gammas=(1.0,), cv=3)
+    d = wine.x.shape[1]
+    ref = GridSearchCV(SVC(), {"C": [1.0, 10.0], "gamma": [1.0 / d]}, cv=3).fit(wine.x, wine.y)
+    assert best == ref.best_params_
+    assert acc == pytest.approx(ref.score(wine.x_test, wine.y_test))
+
+
+def test_kernel_accuracy_matches_kernel_ridge(wine):
+    from sklearn.kernel_ridge import KernelRidge
+
+    spec = ntk.MLPSpec((13, 64, 3), parametrization="ntk", bias_var=0.1)
+    k_train, k_test = ntk.nngp_kernel(spec, wine.x), ntk.nngp_kernel(spec, wine.x_test, wine.x)
+    acc, rel = tabular.kernel_accuracy(k_train, k_test, wine.y, wine.y_test, jax.random.key(0))
+    kr = KernelRidge(alpha=rel * np.mean(np.diag(k_train)), kernel="precomputed")
+    pred = kr.fit(k_train, np.eye(3)[wine.y]).predict(k_test).argmax(1)
+    assert acc == pytest.approx(np.mean(pred == wine.y_test))
+    assert acc > 0.9
+    with pytest.raises(ValueError, match="k_train"):
+        tabular.kernel_accuracy(k_train[:5], k_test, wine.y, wine.y_test, jax.random.key(0))
+    with pytest.raises(ValueError, match="ridges"):
+        tabular.kernel_accuracy(k_train, k_test, wine.y, wine.y_test, jax.random.key(0), ridges=())
+
+
+def test_kernel_accuracy_picks_the_ridge_that_validates_best():
+    # one informative feature plus label noise: a tiny ridge interpolates the noise
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 1))
+    y = (x[:, 0] > 0).astype(np.int32)
+    flip = rng.random(200) < 0.2
+    y[flip] = 1 - y[flip]
+    k = np.exp(-((x - x.T) ** 2) / 0.01)  # narrow RBF: memorizes
+    acc_small, _ = tabular.kernel_accuracy(
+        k[:150, :150], k[150:, :150], y[:150], y[150:], jax.random.key(0), ridges=(1e-6,)
+    )
+    acc, rel = tabular.kernel_accuracy(
+        k[:150, :150], k[150:, :150], y[:150], y[150:], jax.random.key(0), ridges=(1e-6, 1e2)
+    )
+    assert rel == 1e2 and acc > acc_small
+
+
+def test_mlp_accuracy_learns_and_reports_its_choice(wine):
+    res = tabular.mlp_accuracy(
+        wine, (13, 32, 3), (0.0, 0.1), jax.random.key(0), steps=200, log_every=50
+    )
+    assert res.accuracy > 0.85
+    assert res.weight_decay in (0.0, 0.1)
+    assert res.steps in (50, 100, 150, 200)
+    assert res.val_accuracy.shape == res.fit_accuracy.shape == (2, 5)
+    np.testing.assert_array_equal(res.val_steps, [0, 50, 100, 150, 200])
+    with pytest.raises(ValueError, match="widths"):
+        tabular.mlp_accuracy(wine, (12, 32, 3), (0.0,), jax.random.key(0), steps=50)
+    with pytest.raises(ValueError, match="weight_decays"):
+        tabular.mlp_accuracy(wine, (13, 32, 3), (-1.0,), jax.random.key(0), steps=50)
+
+
+def test_paired_difference_matches_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(7), rng.random(7)
+    mean, se, wa, wb = tabular.paired_difference(a, b)
+    assert mean == pytest.approx(np.mean(a - b))
+    assert se == pytest.approx(stats.sem(a - b))
+    assert (wa, wb) == (int(np.sum(a > b)), int(np.sum(a < b)))
+    # the paired t statistic is mean / se
+    assert mean / se == pytest.approx(stats.ttest_rel(a, b).statistic)
+    with pytest.raises(ValueError, match="a, b"):
+        tabular.paired_difference(a, b[:3])
+
+
+def test_dataset_is_the_package_one(wine):
+    assert isinstance(wine, Dataset) and wine.x.dtype == np.float32

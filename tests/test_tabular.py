@@ -130,3 +130,12 @@ def test_paired_difference_matches_scipy():
 
 def test_dataset_is_the_package_one(wine):
     assert isinstance(wine, Dataset) and wine.x.dtype == np.float32
+
+
+def test_one_thread_limits_blas_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info()]
+    with tabular.one_thread():
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert [p["num_threads"] for p in threadpool_info()] == before

@@ -36,8 +36,8 @@ def one_thread():
     The problems here are small (at most 1,797 samples), and on a 2-core CPU shared with JAX's
     own threads, multithreaded BLAS and OpenMP spend their time waiting for each other: logistic
     regression on digits was measured 30 times slower with two threads than with one (1.1 s
-    against 0.04 s). Used inside the scikit-learn and SciPy steps below; a no-op without
-    ``threadpoolctl`` (which comes with scikit-learn).
+    against 0.04 s, with other work on the machine). Used inside the scikit-learn and SciPy
+    steps below; a no-op without ``threadpoolctl`` (which comes with scikit-learn).
     """
     try:
         from threadpoolctl import threadpool_limits

@@ -96,7 +96,6 @@ def test_padding_gives_the_same_distribution():
 
 
 def test_helpers_and_bad_input():
-    assert prior.loglog_slope([1, 10, 100], [1, 0.1, 0.01]) == pytest.approx(-1)
     assert prior.relative_error(np.eye(2) * 1.1, np.eye(2)) == pytest.approx(0.1)
     spec = ntk.MLPSpec((3, 4, 1))
     with pytest.raises(ValueError, match="x"):
@@ -107,5 +106,3 @@ def test_helpers_and_bad_input():
         prior.network_kernels(spec, np.zeros((2, 3)), KEY, 3, method="fast")
     with pytest.raises(ValueError, match="width"):
         prior.relu_bias_samples(np.zeros((2, 3)), 0, KEY, 3)
-    with pytest.raises(ValueError, match="x, y"):
-        prior.loglog_slope([1, 2], [1, -1])

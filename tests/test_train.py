@@ -165,15 +165,9 @@ def test_fit_many_equals_separate_fits():
     labels = np.stack([data.corrupt_labels(jax.random.key(s), ds.y, 0.5 * s, 10) for s in range(3)])
     key = jax.random.key(7)
     kw = dict(steps=40, optimizer=optax.adamw, batch_size=32, log_every=20)
-    trained, hist = train.fit_many(
-        ms,
-        ds,
-        key=key,
-        learning_rate=lrs,
-        labels=labels,
-        optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
-        **kw,
-    )
+    many = dict(key=key, learning_rate=lrs, labels=labels,
+                optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]}, **kw)
+    trained, hist = train.fit_many(ms, ds, **many)
     assert hist.train_loss.shape == (3, 3)
     for i, k in enumerate(jax.random.split(key, 3)):
         one, h = train.fit(
@@ -186,16 +180,7 @@ def test_fit_many_equals_separate_fits():
         )
         np.testing.assert_allclose(hist.train_loss[i], h.train_loss, rtol=2e-4)
         np.testing.assert_allclose(trained[i].layers[0].w[...], one.layers[0].w[...], atol=1e-5)
-    seq, hist_seq = train.fit_many(
-        ms,
-        ds,
-        key=key,
-        learning_rate=lrs,
-        labels=labels,
-        optimizer_kwargs={"weight_decay": [0.0, 1e-2, 1e-1]},
-        models_per_batch=2,
-        **kw,
-    )
+    seq, hist_seq = train.fit_many(ms, ds, models_per_batch=2, **many)
     np.testing.assert_allclose(hist_seq.train_loss, hist.train_loss, rtol=2e-4)
 
 

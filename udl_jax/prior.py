@@ -264,16 +264,6 @@ def relative_error(k_hat, k) -> float | np.ndarray:
     return float(err) if np.ndim(err) == 0 else err
 
 
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` (the exponent p in ``y ~ x^p``)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2 or np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError(
-            f"x, y: expected two positive 1-D arrays of one length >= 2, got {x.shape}, {y.shape}"
-        )
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
 def relu_layer_map(k: jax.Array) -> jax.Array:
     """``E[relu(u) relu(v)]`` for (u, v) centred Gaussian with covariance k, for all pairs.
 

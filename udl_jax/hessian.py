@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import threadpoolctl
 from jax.flatten_util import ravel_pytree
 from scipy.linalg import eigh_tridiagonal
 
@@ -356,7 +357,7 @@ def dense_eigenvalues(a) -> np.ndarray:
     """All eigenvalues of a symmetric matrix, in float64 and in descending order.
 
     The matrix is symmetrized, ``(a + a^T) / 2``, and diagonalized by LAPACK with BLAS held to
-    one thread (through ``threadpoolctl``, when installed): on a 2-core CPU shared with other
+    one thread (through ``threadpoolctl``): on a 2-core CPU shared with other
     work, multithreaded OpenBLAS was measured up to 50 times slower than one thread for a
     1,234 x 1,234 matrix (8.5 s against 0.15 s).
 
@@ -370,11 +371,7 @@ def dense_eigenvalues(a) -> np.ndarray:
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"a: expected a square 2D matrix, got shape {a.shape}")
     a = (a + a.T) / 2
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return np.linalg.eigvalsh(a)[::-1]
-    with threadpool_limits(1, user_api="blas"):
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
         return np.linalg.eigvalsh(a)[::-1]
 
 

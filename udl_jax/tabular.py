@@ -14,17 +14,17 @@ part. `paired_difference` compares two methods split by split.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 import optax
+import threadpoolctl
 from flax import nnx
 
 from . import models, ntk, train
-from .data import Dataset
+from .data import Dataset, _seed
 
 DATASETS = ("wine", "breast_cancer", "digits")
 """The classification sets that ship with scikit-learn and are used here."""
@@ -37,17 +37,9 @@ def one_thread():
     own threads, multithreaded BLAS and OpenMP spend their time waiting for each other: logistic
     regression on digits was measured 30 times slower with two threads than with one (1.1 s
     against 0.04 s, with other work on the machine). Used inside the scikit-learn and SciPy
-    steps below; a no-op without ``threadpoolctl`` (which comes with scikit-learn).
+    steps below (``threadpoolctl`` is a dependency of scikit-learn).
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
-
-
-def _seed(key: jax.Array) -> int:
-    return int(jax.random.randint(key, (), 0, 2**31 - 1))
+    return threadpoolctl.threadpool_limits(1)
 
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -3,6 +3,7 @@ import math
 import jax
 import numpy as np
 import pytest
+import scipy.linalg
 
 from udl_jax import features
 
@@ -78,6 +79,35 @@ def test_min_norm_handles_several_targets_and_rank_deficiency():
     with pytest.raises(np.linalg.LinAlgError, match="form='primal'"):
         features.min_norm_solution(phi2, y2, form="dual")
     np.testing.assert_allclose(features.min_norm_solution(phi2, y2, form="primal"), w, atol=1e-9)
+
+
+def test_min_norm_dual_detects_singularity_without_relying_on_cholesky_failing():
+    # Cholesky succeeds on diag(1, 9e-18) (exact, positive pivots), whose condition number
+    # 1.1e17 is beyond float64: the explicit condition test must refuse it on every machine.
+    phi = np.diag([1.0, 3e-9])
+    y = np.array([1.0, 1.0])
+    scipy.linalg.cho_factor(phi @ phi.T)  # does not raise: the old code would have solved
+    with pytest.raises(np.linalg.LinAlgError, match="numerically singular"):
+        features.min_norm_solution(phi, y, form="dual")
+    # a well-conditioned neighbour is accepted and agrees with the pseudo-inverse
+    phi_ok = np.diag([1.0, 1e-3])
+    np.testing.assert_allclose(
+        features.min_norm_solution(phi_ok, y, form="dual"), np.linalg.pinv(phi_ok) @ y, rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("log_cond", [2, 8, 14])
+def test_spd_condition_estimate_matches_dense_condition_number(log_cond):
+    # LAPACK's pocon estimate of 1/cond_1 against NumPy's exact 1-norm condition number
+    rng = np.random.default_rng(log_cond)
+    q, _ = np.linalg.qr(rng.standard_normal((30, 30)))
+    a = (q * np.logspace(0, -log_cond, 30)) @ q.T
+    a = (a + a.T) / 2
+    c, _ = scipy.linalg.cho_factor(a)
+    rcond, info = scipy.linalg.lapack.dpocon(c, np.linalg.norm(a, 1))
+    assert info == 0
+    exact = 1 / np.linalg.cond(a, 1)
+    assert exact / 10 <= rcond <= exact * 10, (rcond, exact)
 
 
 @pytest.mark.parametrize("num_features", [15, 80])

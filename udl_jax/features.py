@@ -131,6 +131,33 @@ def _check(phi, y, form):
     return phi, y, form
 
 
+
+def _spd_solve(a: np.ndarray, b: np.ndarray, why: str) -> np.ndarray:
+    """Solve ``a x = b`` for symmetric positive definite ``a`` by Cholesky, refusing
+    numerically singular ``a``.
+
+    Whether a Cholesky factorization of a singular matrix fails depends on rounding (a
+    duplicated row can leave a tiny positive pivot), so the reciprocal condition number is
+    estimated from the factor (LAPACK ``pocon``, O(n^2)) and compared with ``n * eps``.
+    """
+    n = a.shape[0]
+    try:
+        c, lower = scipy.linalg.cho_factor(a, lower=False, check_finite=True)
+    except np.linalg.LinAlgError as e:
+        raise np.linalg.LinAlgError(
+            f"min_norm_solution: the Gram matrix phi phi^T ({n} x {n}) is not positive "
+            f"definite ({why}); use form='primal'"
+        ) from e
+    anorm = np.linalg.norm(a, 1)
+    rcond, info = scipy.linalg.lapack.dpocon(c, anorm)
+    if info != 0 or not rcond > n * np.finfo(np.float64).eps:
+        raise np.linalg.LinAlgError(
+            f"min_norm_solution: the Gram matrix phi phi^T ({n} x {n}) is numerically "
+            f"singular (reciprocal condition number {rcond:.1e} <= n * eps; {why}); "
+            f"use form='primal'"
+        )
+    return scipy.linalg.cho_solve((c, lower), b, check_finite=False)
+
 def min_norm_solution(phi, y, *, form: str = "auto") -> np.ndarray:
     """The minimum-norm least-squares weights ``w = phi^+ y`` (``^+``: pseudo-inverse).
 
@@ -144,9 +171,12 @@ def min_norm_solution(phi, y, *, form: str = "auto") -> np.ndarray:
       values below ``eps * max(n, N)`` times the largest count as zero (NumPy's convention).
     - ``"dual"``: the kernel form ``w = phi^T (phi phi^T)^{-1} y``, by a Cholesky solve of the
       n x n Gram matrix: cheaper when N > n, and exactly interpolating. Requires rank n (so
-      N >= n); no jitter is added (that would be ridge), and a singular Gram matrix raises
-      `numpy.linalg.LinAlgError`. Its condition number is the square of phi's, so close to
-      N = n prefer ``"primal"``.
+      N >= n); no jitter is added (that would be ridge). Singularity is tested explicitly:
+      LAPACK's condition estimate of the Cholesky factor (``pocon``) must exceed
+      ``n * eps``, else `numpy.linalg.LinAlgError` is raised. (Cholesky itself may succeed on
+      a numerically singular matrix, e.g. one with a duplicated row, depending on rounding.)
+      The Gram matrix's condition number is the square of phi's, so close to N = n prefer
+      ``"primal"``.
     - ``"auto"``: primal for N <= n, dual for N > n.
 
     Args:
@@ -162,14 +192,7 @@ def min_norm_solution(phi, y, *, form: str = "auto") -> np.ndarray:
         cond = np.finfo(np.float64).eps * max(phi.shape)  # numpy.linalg.lstsq's default rcond
         return scipy.linalg.lstsq(phi, y, cond=cond)[0]
     gram = phi @ phi.T
-    try:
-        alpha = scipy.linalg.solve(gram, y, assume_a="pos")
-    except np.linalg.LinAlgError as e:
-        raise np.linalg.LinAlgError(
-            f"min_norm_solution: the Gram matrix phi phi^T ({gram.shape[0]} x {gram.shape[0]}) "
-            f"is not positive definite (phi has {phi.shape[1]} features for {phi.shape[0]} "
-            f"samples); use form='primal'"
-        ) from e
+    alpha = _spd_solve(gram, y, f"phi has {phi.shape[1]} features for {phi.shape[0]} samples")
     return phi.T @ alpha
 
 

@@ -1,0 +1,167 @@
+"""Check cells: a chapter's claims as named, recorded assertions with tolerances.
+
+A bare ``assert`` stops at the first failure and keeps no record of how close the measurement
+came to the tolerance. Here each claim is a `Check` (name, measured value, bounds, passed);
+`verify` prints them all, raises one `AssertionError` naming every failed check, and, when
+``$UDL_JAX_CHECKS_FILE`` is set, appends them as JSON lines to that file. That record is what
+``make robustness`` (``tools/robustness.py``) collects when it reruns each chapter under other
+seeds, so the book's robustness table shows how much margin each claim has.
+
+Usage, in a chapter's last code cell::
+
+    checks.verify([
+        checks.between("median sharpness / (2/eta), eta = 0.1", level, 1.0, 1.15),
+        checks.at_most("loss increases before the edge (fraction)", up_before, 0.01),
+        checks.holds("quadratic diverges iff eta > 2/lambda", np.array_equal(a, b)),
+    ])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "ENV_FILE",
+    "Check",
+    "at_least",
+    "at_most",
+    "between",
+    "format_table",
+    "holds",
+    "tolerance_text",
+    "verify",
+]
+
+ENV_FILE = "UDL_JAX_CHECKS_FILE"
+"""Environment variable naming a file to which `verify` appends its checks as JSON lines."""
+
+
+class Check(NamedTuple):
+    """One claim: ``low <= value <= high`` (either bound may be None), or a boolean.
+
+    Attributes:
+      name: what is claimed, in words (unique within a chapter).
+      value: the measured number (float), or the boolean for `holds`.
+      low, high: the tolerance interval; None where unbounded.
+      passed: whether the claim holds.
+    """
+
+    name: str
+    value: float | bool
+    low: float | None
+    high: float | None
+    passed: bool
+
+
+def _name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name: expected a non-empty string, got {name!r}")
+    return name
+
+
+def _number(value, what: str) -> float:
+    arr = np.asarray(value)
+    if arr.shape != () or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{what}: expected a real scalar, got {value!r}")
+    return float(arr)
+
+
+def between(name: str, value, low: float | None, high: float | None) -> Check:
+    """Check ``low <= value <= high``; a NaN value fails. Either bound may be None."""
+    name = _name(name)
+    v = _number(value, "value")
+    lo = None if low is None else _number(low, "low")
+    hi = None if high is None else _number(high, "high")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"low, high: expected low <= high, got {lo} > {hi}")
+    ok = not math.isnan(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+    return Check(name, v, lo, hi, bool(ok))
+
+
+def at_least(name: str, value, low: float) -> Check:
+    """Check ``value >= low``."""
+    return between(name, value, low, None)
+
+
+def at_most(name: str, value, high: float) -> Check:
+    """Check ``value <= high``."""
+    return between(name, value, None, high)
+
+
+def holds(name: str, condition) -> Check:
+    """Check that a boolean (exact) claim is true, e.g. an integer count or an array equality."""
+    name = _name(name)
+    if not isinstance(condition, (bool, np.bool_)):
+        raise TypeError(
+            f"condition: expected a bool (use between/at_most for numbers), got {condition!r}"
+        )
+    return Check(name, bool(condition), None, None, bool(condition))
+
+
+def _fmt(x) -> str:
+    if isinstance(x, bool):
+        return str(x).lower()
+    return f"{x:.4g}"
+
+
+def tolerance_text(low: float | None, high: float | None) -> str:
+    """A check's tolerance in words: ``"[1, 1.15]"``, ``"<= 0.5"``, ``">= 0.2"`` or ``"true"``."""
+    if low is None and high is None:
+        return "true"
+    if low is None:
+        return f"<= {_fmt(high)}"
+    if high is None:
+        return f">= {_fmt(low)}"
+    return f"[{_fmt(low)}, {_fmt(high)}]"
+
+
+def format_table(results: Sequence[Check]) -> str:
+    """The checks as a fixed-width text table: check, value, tolerance, pass/FAIL."""
+    head = ("check", "value", "tolerance", "")
+    rows = [
+        (c.name, _fmt(c.value), tolerance_text(c.low, c.high), "pass" if c.passed else "FAIL")
+        for c in results
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    lines = [
+        f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}"
+        for r in [head, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def verify(results: Sequence[Check]) -> None:
+    """Print every check, record them, and raise if any failed.
+
+    Args:
+      results: the chapter's `Check` records (from `between`, `at_least`, `at_most`, `holds`).
+
+    Raises:
+      AssertionError: naming each failed check with its value and tolerance.
+    """
+    results = list(results)
+    if not results or not all(isinstance(c, Check) for c in results):
+        raise TypeError("results: expected a non-empty sequence of udl_jax.checks.Check")
+    names = [c.name for c in results]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"results: check names must be unique, repeated: {dup}")
+    path = os.environ.get(ENV_FILE)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            for c in results:
+                f.write(json.dumps(c._asdict()) + "\n")
+    print(format_table(results))
+    failed = [c for c in results if not c.passed]
+    if failed:
+        lines = "; ".join(
+            f"{c.name}: {_fmt(c.value)}, expected {tolerance_text(c.low, c.high)}" for c in failed
+        )
+        raise AssertionError(f"{len(failed)} of {len(results)} checks failed: {lines}")
+    print(f"all {len(results)} checks passed")

@@ -15,7 +15,7 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0.2
 # Generated data (MNIST-1D) are cached next to it.
 export UDL_JAX_CACHE := $(CURDIR)/.cache/data
 
-.PHONY: book test lint pytest nbval bench clean
+.PHONY: book test lint pytest nbval test-perturbed robustness test-latest gpu-check bench clean
 
 $(STAMP): environment.yml pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,32 @@ nbval: $(STAMP)
 		--durations=0 -q notebooks
 
 test: lint pytest nbval
+
+# pytest and nbval once more under another XLA CPU code path (AVX instead of AVX-512 here),
+# which changes float rounding: a check or a checked output tied to one machine's rounding
+# fails here, not in a reader's hands. CI runs it after `make test`.
+PERTURBED_XLA_FLAGS := --xla_cpu_max_isa=AVX
+test-perturbed: $(STAMP)
+	@if [ "$$(uname -m)" != x86_64 ]; then \
+		echo "test-perturbed: skipped, --xla_cpu_max_isa=AVX needs an x86-64 CPU"; exit 0; fi; \
+	echo "test-perturbed: XLA_FLAGS=$(PERTURBED_XLA_FLAGS)"; \
+	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest tests -q && \
+	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest --nbval-lax \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -q notebooks
+
+# Every chapter under seeds 0, 1000 and 2000 (papermill); prints chapter x check x seed and
+# writes the book's page book/robustness.md. About 15 minutes on 2 cores.
+robustness: $(STAMP)
+	$(BIN)/python tools/robustness.py
+
+# The suite against the newest releases pyproject.toml allows, on Python 3.12 (.venv-latest).
+test-latest:
+	bash tools/test_latest.sh
+
+# The whole book on a CUDA machine (installs jax[cuda12] into .venv-gpu): per-chapter runtime
+# and checks.
+gpu-check:
+	bash tools/gpu_check.sh
 
 # All four speed tables; the bench extra adds PyTorch for the rows that compare with it.
 bench: $(STAMP)

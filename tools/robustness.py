@@ -192,6 +192,11 @@ def main(argv=None) -> int:
         if r["status"] == "error":
             print(f"\n{r['chapter']} seed {r['seed']}: the run broke before its check cell:\n"
                   f"{r['error']}\n", file=sys.stderr)
+    for r in runs:
+        passed = sum(c["passed"] for c in r["checks"])
+        print(f"{r['chapter']:<32} seed {r['seed']:>5}  {r['status']:<13} {r['wall_s']:6.1f} s  "
+              f"{passed}/{len(r['checks'])} checks passed")
+    print()
     print_table(runs, args.seeds)
     if not args.no_page:
         write_page(runs, args.seeds, ROOT / "book" / "robustness.md")

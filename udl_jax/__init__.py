@@ -20,6 +20,7 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.subspace`: networks trained in a random subspace, and Gaussian posteriors over it.
 - `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
 - `udl_jax.plot`: the book's figure style.
+- `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """
 
 __version__ = "0.1.0"

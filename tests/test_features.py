@@ -1,4 +1,8 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -94,6 +98,43 @@ def test_min_norm_dual_detects_singularity_without_relying_on_cholesky_failing()
     np.testing.assert_allclose(
         features.min_norm_solution(phi_ok, y, form="dual"), np.linalg.pinv(phi_ok) @ y, rtol=1e-10
     )
+
+
+def _cpu_flags():
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+# OpenBLAS kernels by the instruction set they need. On SkylakeX (AVX-512) the Cholesky
+# factorization of the duplicated-row Gram matrix above *succeeds* (pivot ~1e-17), on Haswell
+# it fails: the old code raised on one machine and silently solved on the other.
+_KERNELS = {"SkylakeX": "avx512f", "Haswell": "avx2", "Sandybridge": "avx"}
+_SCRIPT = """
+import numpy as np
+from udl_jax import features
+phi = np.random.default_rng(2).normal(size=(30, 50))
+phi2 = np.vstack([phi, phi[:1]])
+try:
+    features.min_norm_solution(phi2, np.ones(31), form="dual")
+    print("solved")
+except np.linalg.LinAlgError:
+    print("refused")
+"""
+
+
+@pytest.mark.parametrize("kernel", sorted(_KERNELS))
+def test_min_norm_dual_refuses_singular_gram_on_every_blas_kernel(kernel):
+    if _KERNELS[kernel] not in _cpu_flags():
+        pytest.skip(f"this CPU lacks {_KERNELS[kernel]} for OpenBLAS's {kernel} kernel")
+    env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "refused", (kernel, out.stdout)
 
 
 @pytest.mark.parametrize("log_cond", [2, 8, 14])

@@ -284,3 +284,59 @@ def test_losses_and_accuracy_against_scikit_learn():
     np.testing.assert_allclose(train.mse(jnp.asarray(logits[:, :1]), jnp.asarray(target)),
                                0.5 * np.mean((logits[:, 0] - target) ** 2), rtol=1e-5)
     assert float(train.accuracy(jnp.asarray(logits[:, :1]), jnp.asarray(target))) == 0.0
+
+
+def test_recorded_outputs_are_the_models_test_predictions_along_training():
+    """`record_outputs=True`: the first recorded outputs are the initial model's test outputs,
+    the last are the returned model's, and the test loss is the loss of the recorded outputs
+    (they come from the same forward pass)."""
+    ds = _mnist_small()
+    m = models.MLP((40, 32, 10), rngs=nnx.Rngs(0))
+    kw = dict(key=jax.random.key(2), steps=60, learning_rate=3e-3, batch_size=32, log_every=20)
+    trained, hist = train.fit(m, ds, record_outputs=True, **kw)
+    assert hist.test_outputs.shape == (4, len(ds.x_test), 10)
+    np.testing.assert_allclose(hist.test_outputs[0], m(jnp.asarray(ds.x_test)), atol=1e-5)
+    np.testing.assert_allclose(hist.test_outputs[-1], trained(jnp.asarray(ds.x_test)), atol=1e-5)
+    assert not np.allclose(hist.test_outputs[1], hist.test_outputs[0], atol=1e-3)  # it moved
+    y_test = jnp.asarray(ds.y_test)
+    losses = [train.cross_entropy(jnp.asarray(o), y_test) for o in hist.test_outputs]
+    np.testing.assert_allclose(losses, hist.test_loss, rtol=1e-5)
+    # opt-in: without it nothing is kept, and the metrics are those of the recorded run
+    _, plain = train.fit(m, ds, **kw)
+    assert plain.test_outputs is None
+    np.testing.assert_array_equal(plain.test_loss, hist.test_loss)
+    with pytest.raises(TypeError, match="record_outputs"):
+        train.fit(m, ds, record_outputs="yes", **kw)
+
+
+def test_fit_many_records_outputs_per_model_and_matches_fit():
+    ds = _mnist_small()
+    ms = [models.MLP((40, 16, 10), rngs=nnx.Rngs(s)) for s in range(3)]
+    key = jax.random.key(5)
+    kw = dict(steps=40, learning_rate=[1e-3, 3e-3, 1e-2], batch_size=32, log_every=10)
+    trained, hist = train.fit_many(ms, ds, key=key, record_outputs=True, **kw)
+    assert hist.test_outputs.shape == (3, 5, len(ds.x_test), 10)
+    x_test = jnp.asarray(ds.x_test)
+    for i, k in enumerate(jax.random.split(key, 3)):
+        np.testing.assert_allclose(hist.test_outputs[i, 0], ms[i](x_test), atol=1e-5)
+        np.testing.assert_allclose(hist.test_outputs[i, -1], trained[i](x_test), atol=1e-5)
+        _, h = train.fit(ms[i], ds, key=k, record_outputs=True,
+                         **{**kw, "learning_rate": kw["learning_rate"][i]})
+        np.testing.assert_allclose(hist.test_outputs[i], h.test_outputs, atol=1e-4)
+    # in groups (the last one padded), the same outputs, cut back to M models
+    _, seq = train.fit_many(ms, ds, key=key, record_outputs=True, models_per_batch=2, **kw)
+    np.testing.assert_allclose(seq.test_outputs, hist.test_outputs, atol=1e-5)
+
+
+def test_recorded_outputs_stop_with_the_history_at_divergence():
+    ds = _regression()
+    ms = [models.MLP((3, 16, 2), rngs=nnx.Rngs(s)) for s in range(2)]
+    with pytest.warns(UserWarning, match="diverged"):
+        _, hist = train.fit_many(ms, ds, key=jax.random.key(0), steps=200,
+                                 learning_rate=[1e-3, 50.0], optimizer=optax.sgd,
+                                 batch_size=None, loss="mse", log_every=10,
+                                 on_divergence="stop", record_outputs=True,
+                                 models_per_batch=1)  # groups stop at different logs: cut
+    assert len(hist.steps) < 21
+    assert hist.test_outputs.shape == (2, len(hist.steps), len(ds.x_test), 2)
+    assert np.all(np.isfinite(hist.test_outputs))

@@ -47,6 +47,10 @@ class History:
       train_accuracy, test_accuracy: like the losses; NaN-free, all zero for regression.
       diverged_at: first step with a non-finite loss when ``on_divergence="stop"`` ended the
         run early, else None.
+      test_outputs: with ``record_outputs=True``, the model's outputs (logits for a classifier)
+        on the whole test set at every log, in evaluation mode: (T, n_test, k), or
+        (M, T, n_test, k) for `fit_many`. They are the outputs from which ``test_loss`` was
+        computed, taken from the same forward pass. None when not recorded.
     """
 
     steps: np.ndarray
@@ -55,6 +59,7 @@ class History:
     train_accuracy: np.ndarray
     test_accuracy: np.ndarray
     diverged_at: int | None = None
+    test_outputs: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------------- losses
@@ -139,7 +144,7 @@ def _functions(graphdef_train, graphdef_eval, loss_fn, tx, batch_size):
 
     def evaluate(params, rest, x, y):
         out = nnx.merge(graphdef_eval, params, rest, copy=True)(x)
-        return loss_fn(out, y), accuracy(out, y)
+        return loss_fn(out, y), accuracy(out, y), out
 
     return step, evaluate
 
@@ -162,8 +167,12 @@ def _tx(template):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
-    """Jitted chunk and evaluation functions for `fit`, built once per architecture and setting."""
+def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_size, record=False):
+    """Jitted chunk and evaluation functions for `fit`, built once per architecture and setting.
+
+    The evaluation returns train loss, train accuracy, test loss, test accuracy and, with
+    ``record``, the test outputs of the same forward pass that gave the test metrics.
+    """
     step, evaluate_one = _functions(
         graphdef_train, graphdef_eval, loss_fn, _tx(template), batch_size
     )
@@ -172,16 +181,19 @@ def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_siz
         return jax.lax.scan(lambda c, k: step(c, k, x, y), carry, keys)
 
     def evaluate(params, rest, x, y, x_test, y_test):
-        return (*evaluate_one(params, rest, x, y), *evaluate_one(params, rest, x_test, y_test))
+        train_loss, train_acc, _ = evaluate_one(params, rest, x, y)
+        test_loss, test_acc, out = evaluate_one(params, rest, x_test, y_test)
+        metrics = (train_loss, train_acc, test_loss, test_acc)
+        return (*metrics, out) if record else metrics
 
     return jax.jit(chunk), jax.jit(evaluate), chunk, evaluate
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_many(graphdef_train, graphdef_eval, loss_fn, template, batch_size):
+def _compiled_many(graphdef_train, graphdef_eval, loss_fn, template, batch_size, record=False):
     """`_compiled_single`'s functions vectorized over a leading model axis, for `fit_many`."""
     _, _, chunk, evaluate = _compiled_single(
-        graphdef_train, graphdef_eval, loss_fn, template, batch_size
+        graphdef_train, graphdef_eval, loss_fn, template, batch_size, record
     )
     return (
         jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, 0), out_axes=(0, 1))),
@@ -254,7 +266,7 @@ def _run(
             batch_losses = np.asarray(batch_losses)
             metrics = evaluate(new_carry[0], new_carry[1], x, y, x_test, y_test)
             bad = ~np.isfinite(batch_losses)
-            if bad.any() or not all(np.isfinite(np.asarray(m)).all() for m in metrics):
+            if bad.any() or not all(np.isfinite(np.asarray(m)).all() for m in metrics[:4]):
                 first = (
                     np.argmax(bad.reshape(bad.shape[0], -1).any(-1)) if bad.any() else log_every - 1
                 )
@@ -280,6 +292,9 @@ def _run(
     train_loss, train_acc, test_loss, test_acc = (
         np.stack([np.asarray(m[i]) for m in logs], axis=-1) for i in range(4)
     )
+    outputs = None
+    if len(logs[0]) > 4:  # recorded test outputs: the log axis goes after the model axis
+        outputs = np.stack([np.asarray(m[4]) for m in logs], axis=0 if n_models is None else 1)
     return carry, History(
         steps,
         train_loss=train_loss,
@@ -287,7 +302,14 @@ def _run(
         train_accuracy=train_acc,
         test_accuracy=test_acc,
         diverged_at=diverged_at,
+        test_outputs=outputs,
     )
+
+
+def _check_record(record_outputs) -> bool:
+    if not isinstance(record_outputs, (bool, np.bool_)):
+        raise TypeError(f"record_outputs: expected True or False, got {record_outputs!r}")
+    return bool(record_outputs)
 
 
 def _optimizer(optimizer, learning_rate, optimizer_kwargs):
@@ -321,6 +343,7 @@ def fit(
     log_every: int | None = None,
     on_divergence: str = "raise",
     progress: bool | None = None,
+    record_outputs: bool = False,
 ):
     """Train one model with an optax optimizer.
 
@@ -343,15 +366,20 @@ def fit(
         ``"stop"``: warn and return the model and history of the last finite log.
       progress: show a progress bar (None: where one can be drawn, and only if the run
         lasts more than 2 s).
+      record_outputs: also keep the model's test-set outputs at every log
+        (``history.test_outputs``, shape (T, n_test, k)). They come from the forward pass
+        that computes the test metrics, inside the compiled evaluation: nothing is re-run.
+        Memory is T x n_test x k floats.
 
     Returns:
       ``(trained_model, history)``: a new NNX model and a `History` with (T,) arrays.
     """
     log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
+    record = _check_record(record_outputs)
     factory, hparams = _optimizer(optimizer, learning_rate, optimizer_kwargs)
     graphdef_train, graphdef_eval, params, rest = _split(model)
     chunk, evaluate, _, _ = _compiled_single(
-        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size
+        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size, record
     )
     x, y, x_test, y_test = (jnp.asarray(a) for a in (data.x, data.y, data.x_test, data.y_test))
     keys = jax.random.split(key, steps).reshape(steps // log_every, log_every)
@@ -395,6 +423,7 @@ def fit_many(
     models_per_batch: int | None = None,
     on_divergence: str = "raise",
     progress: bool | None = None,
+    record_outputs: bool = False,
 ):
     """Train M models of one shape together, vectorized with ``vmap``.
 
@@ -410,6 +439,8 @@ def fit_many(
       data: the shared inputs (and labels unless ``labels`` is given).
       key: PRNG key; split into one minibatch stream per model.
       steps, batch_size, loss, log_every, on_divergence, progress: as in `fit`.
+      record_outputs: as in `fit`; ``history.test_outputs`` then has shape
+        (M, T, n_test, k).
       learning_rate: a scalar, or M values (one per model).
       optimizer: an optax optimizer factory.
       optimizer_kwargs: other hyperparameters, each a scalar or M values.
@@ -425,6 +456,7 @@ def fit_many(
     if not models:
         raise ValueError("models: expected at least one model")
     log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
+    record = _check_record(record_outputs)
     m_count = len(models)
     splits = [_split(m) for m in models]
     graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
@@ -458,7 +490,7 @@ def fit_many(
         )
 
     chunk, evaluate = _compiled_many(
-        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size
+        graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size, record
     )
     opt_state = jax.vmap(lambda p, h: factory(**h).init(p))(params, per_model)
 
@@ -522,14 +554,15 @@ def fit_many(
                     f: getattr(h, f)[..., :t]
                     for f in ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
                 },
+                test_outputs=None if h.test_outputs is None else h.test_outputs[:, :t],
             )
             for h in histories
         ]
     diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
-    cat = {
-        f: np.concatenate([getattr(h, f) for h in histories])[:m_count]
-        for f in ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
-    }
+    fields = ["train_loss", "test_loss", "train_accuracy", "test_accuracy"]
+    if record:
+        fields.append("test_outputs")
+    cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count] for f in fields}
     history = History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
     params, rest = [
         jax.tree.map(lambda *a: jnp.concatenate(a), *[c[i] for c in carries]) for i in (0, 1)

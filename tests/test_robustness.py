@@ -52,3 +52,21 @@ def test_seeds_are_injected_and_failures_recorded(tmp_path):
     text = page.read_text()
     assert "**1 of 2 checks pass under all 2 seeds**" in text
     assert "| seed is small | <= 500 | 0 | 1e+03 ✗ | 1/2 |" in text
+
+
+def test_merge_keeps_other_chapters_run_under_the_same_seeds():
+    def run(ch, s, v):
+        return {"chapter": ch, "seed": s, "status": "ok", "wall_s": 1.0,
+                "checks": [{"name": "c", "value": v, "low": None, "high": None, "passed": True}],
+                "error": ""}
+
+    previous = [run("01_a", 0, 1.0), run("01_a", 1000, 2.0), run("02_b", 0, 3.0),
+                run("02_b", 1000, 4.0), run("03_gone", 0, 5.0), run("03_gone", 1000, 6.0),
+                run("04_other_seeds", 0, 7.0), run("04_other_seeds", 5, 8.0)]
+    new = [run("02_b", 1000, 40.0), run("02_b", 0, 30.0)]
+    merged = robustness.merge_runs(previous, new, [0, 1000],
+                                   {"01_a", "02_b", "04_other_seeds"})
+    assert [(r["chapter"], r["seed"], r["checks"][0]["value"]) for r in merged] == [
+        ("01_a", 0, 1.0), ("01_a", 1000, 2.0), ("02_b", 0, 30.0), ("02_b", 1000, 40.0)]
+    assert robustness.merge_runs([], new, [0, 1000], {"02_b"}) == sorted(
+        new, key=lambda r: r["seed"])

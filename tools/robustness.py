@@ -10,6 +10,11 @@ to a JSON-lines file. It then prints one table, chapter x check x seed, and writ
 
     python tools/robustness.py                       # all chapters, seeds 0 1000 2000
     python tools/robustness.py notebooks/08_*.ipynb --seeds 0 1000 --no-page
+    python tools/robustness.py notebooks/12_*.ipynb   # rerun one chapter, update the page
+
+When only some chapters are run, the page keeps the other chapters' rows from the previous
+record (``book/robustness.json``), as long as they were run under the same seeds; chapters
+whose notebook no longer exists are dropped.
 
 The other seeds are 1000 and 2000 so that chapters that derive several integer seeds as
 ``seed + i`` (i < 1000) never reuse one another's draws. The exit status is 1 if any check
@@ -174,6 +179,28 @@ def write_page(runs, seeds, page: Path) -> None:
     page.write_text("\n".join(lines))
 
 
+def merge_runs(previous: list[dict], new: list[dict], seeds, chapters) -> list[dict]:
+    """The new runs, plus the previous record's runs of other existing chapters.
+
+    Args:
+      previous: runs read from an earlier ``robustness.json`` (may be empty).
+      new: the runs just made.
+      seeds: the seeds of the new runs; a previous chapter is kept only if it was run under
+        exactly these seeds, so that every row of the table has a value per seed.
+      chapters: the stems of the chapters that exist now.
+
+    Returns:
+      The merged runs, in chapter then seed order.
+    """
+    ran = {r["chapter"] for r in new}
+    kept: dict[str, list[dict]] = {}
+    for r in previous:
+        if r["chapter"] not in ran and r["chapter"] in chapters:
+            kept.setdefault(r["chapter"], []).append(r)
+    old = [r for rs in kept.values() if sorted(x["seed"] for x in rs) == sorted(seeds) for r in rs]
+    return sorted([*old, *new], key=lambda r: (r["chapter"], list(seeds).index(r["seed"])))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
@@ -199,8 +226,12 @@ def main(argv=None) -> int:
     print()
     print_table(runs, args.seeds)
     if not args.no_page:
-        write_page(runs, args.seeds, ROOT / "book" / "robustness.md")
-        (ROOT / "book" / "robustness.json").write_text(json.dumps(runs, indent=1) + "\n")
+        record = ROOT / "book" / "robustness.json"
+        previous = json.loads(record.read_text()) if record.exists() else []
+        chapters = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")}
+        merged = merge_runs(previous, runs, args.seeds, chapters)
+        write_page(merged, args.seeds, ROOT / "book" / "robustness.md")
+        record.write_text(json.dumps(merged, indent=1) + "\n")
         print(f"\nwrote {ROOT / 'book' / 'robustness.md'}")
     bad = [r for r in runs if r["status"] != "ok"]
     return 1 if bad else 0

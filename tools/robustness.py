@@ -133,7 +133,7 @@ def print_table(runs, seeds) -> None:
         print("  ".join(f"{str(v)[:w]:<{w}}" for v, w in zip(x, widths, strict=True)))
 
 
-def write_page(runs, seeds, page: Path) -> None:
+def write_page(runs, seeds, page: Path, jobs: int = 1) -> None:
     rows = list(table_rows(runs, seeds))
     n_checks = len(rows)
     n_robust = sum(r[4] == f"{len(seeds)}/{len(seeds)}" for r in rows)
@@ -159,6 +159,7 @@ def write_page(runs, seeds, page: Path) -> None:
         "Values are rounded to three significant digits; `true`/`false` are exact checks.",
         "",
     ]
+    load = f" ({jobs} chapters at a time on {os.cpu_count()} cores)" if jobs > 1 else ""
     by_chapter: dict[str, list] = {}
     for r in rows:
         by_chapter.setdefault(r[0], []).append(r)
@@ -167,7 +168,7 @@ def write_page(runs, seeds, page: Path) -> None:
         lines += [
             f"## {chapter}",
             "",
-            f"Mean wall time per run: {mean_wall:.0f} s.",
+            f"Mean wall time per run: {mean_wall:.0f} s{load}.",
             "",
             "| check | tolerance | " + " | ".join(f"seed {s}" for s in seeds) + " | pass |",
             "|---|---|" + "---|" * len(seeds) + "---|",
@@ -208,7 +209,15 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     parser.add_argument("--no-page", action="store_true", help="do not write book/robustness.*")
+    parser.add_argument("--page-only", action="store_true",
+                        help="run nothing: rewrite book/robustness.md from book/robustness.json")
     args = parser.parse_args(argv)
+    if args.page_only:
+        runs = json.loads((ROOT / "book" / "robustness.json").read_text())
+        seeds = sorted({r["seed"] for r in runs})
+        write_page(runs, seeds, ROOT / "book" / "robustness.md", args.jobs)
+        print_table(runs, seeds)
+        return 0
     for nb in args.notebooks:
         parameters_cell(nb)  # fail fast, naming the chapter, if a parameters cell is missing
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +239,7 @@ def main(argv=None) -> int:
         previous = json.loads(record.read_text()) if record.exists() else []
         chapters = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")}
         merged = merge_runs(previous, runs, args.seeds, chapters)
-        write_page(merged, args.seeds, ROOT / "book" / "robustness.md")
+        write_page(merged, args.seeds, ROOT / "book" / "robustness.md", args.jobs)
         record.write_text(json.dumps(merged, indent=1) + "\n")
         print(f"\nwrote {ROOT / 'book' / 'robustness.md'}")
     bad = [r for r in runs if r["status"] != "ok"]

@@ -19,6 +19,8 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.bounds`: PAC-Bayes, Occam and compression bounds; kl inverses; code lengths.
 - `udl_jax.subspace`: networks trained in a random subspace, and Gaussian posteriors over it.
 - `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
+- `udl_jax.embedding`: prediction space: Bhattacharyya distances between classifiers, InPCA
+  embeddings, trajectory distances.
 - `udl_jax.plot`: the book's figure style.
 - `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """

@@ -146,3 +146,99 @@ def test_cnn_shapes_and_bad_inputs():
         models.MLP((3, 9, 2), max_width=4, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="length"):
         models.CNN1D(length=4, rngs=nnx.Rngs(0))
+
+
+def _bn_numpy_forward(model, x, train_mode):
+    """Batch-norm MLP in float64 NumPy: z = h W + b, then (z - mu) / sqrt(var + eps) * scale +
+    bias with the batch's mean and (biased) variance in training mode, the running ones in
+    evaluation mode, then ReLU."""
+    h = np.asarray(x, np.float64)
+    layers = list(model.layers)
+    for i, layer in enumerate(layers[:-1]):
+        z = h @ np.asarray(layer.w[...], np.float64) + np.asarray(layer.b[...], np.float64)
+        bn = model.norms[i]
+        if train_mode:
+            mu, var = z.mean(0), z.var(0)
+        else:
+            mu, var = np.asarray(bn.mean[...], np.float64), np.asarray(bn.var[...], np.float64)
+        z = (z - mu) / np.sqrt(var + bn.epsilon) * np.asarray(bn.scale[...]) + np.asarray(
+            bn.bias[...]
+        )
+        h = np.maximum(z, 0)
+    last = layers[-1]
+    return h @ np.asarray(last.w[...], np.float64) + np.asarray(last.b[...], np.float64)
+
+
+def test_batch_norm_mlp_matches_numpy_in_both_modes():
+    m = models.MLP((3, 6, 5, 2), normalization="batch", bias_var=0.5, rngs=nnx.Rngs(0))
+    assert len(m.norms) == 2 and m.normalization == "batch"
+    x = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    np.testing.assert_allclose(m(jnp.asarray(x)), _bn_numpy_forward(m, x, True),
+                               rtol=1e-4, atol=1e-5)
+    # the training-mode call moved the running averages; evaluation mode uses them
+    assert float(jnp.abs(m.norms[0].mean[...]).max()) > 0
+    m.eval()
+    np.testing.assert_allclose(m(jnp.asarray(x)), _bn_numpy_forward(m, x, False),
+                               rtol=1e-4, atol=1e-5)
+    # models.functional(train=False) is the evaluation mode
+    apply_fn, params, rest = models.functional(m)
+    np.testing.assert_allclose(apply_fn(params, jnp.asarray(x)), m(jnp.asarray(x)), rtol=1e-6)
+
+
+def test_batch_norm_mlp_loss_is_scale_invariant_in_training_mode():
+    m = models.MLP((4, 8, 8, 3), normalization="batch", norm_epsilon=0.0, bias_var=0.1,
+                   rngs=nnx.Rngs(1))
+    x = jax.random.normal(jax.random.key(0), (32, 4))
+    y = jnp.arange(32) % 3
+    for train_mode in (True, False):
+        apply_fn, params, _ = models.functional(m, train=train_mode)
+
+        def loss(p, f=apply_fn):
+            logits = f(p, x)
+            return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(32), y])
+
+        base = float(loss(params))
+        worst = 0.0
+        for layer in (0, 1):  # each hidden layer on its own, and both together
+            for c in (0.01, 0.3, 7.0, 100.0):
+                p = jax.tree.map(lambda a: a, params)
+                for name in ("w", "b"):
+                    p["layers"][layer][name] = nnx.Param(c * params["layers"][layer][name][...])
+                worst = max(worst, abs(float(loss(p)) - base) / base)
+        if train_mode:
+            assert worst < 1e-5  # float32 rounding only
+        else:
+            assert worst > 0.1  # running averages are fixed numbers: no invariance
+    # the last layer is not scale invariant
+    apply_fn, params, _ = models.functional(m, train=True)
+    p = jax.tree.map(lambda a: a, params)
+    p["layers"][2]["w"] = nnx.Param(3.0 * params["layers"][2]["w"][...])
+    assert not np.allclose(apply_fn(p, x), apply_fn(params, x))
+
+
+def test_bad_normalization_arguments_name_themselves():
+    with pytest.raises(ValueError, match="normalization"):
+        models.MLP((3, 4, 2), normalization="layer", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="normalization"):
+        models.MLP((3, 4, 2), normalization="batch", max_width=8, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="norm_epsilon"):
+        models.MLP((3, 4, 2), normalization="batch", norm_epsilon=-1.0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="norm_momentum"):
+        models.MLP((3, 4, 2), normalization="batch", norm_momentum=1.0, rngs=nnx.Rngs(0))
+    plain = models.MLP((3, 4, 2), rngs=nnx.Rngs(0))
+    assert len(plain.norms) == 0  # no normalization: the same network as before
+    with pytest.raises(ValueError, match="model"):
+        models.recompute_batch_stats(plain, np.ones((4, 3), np.float32))
+
+
+def test_recompute_batch_stats_sets_the_running_averages_to_the_data_statistics():
+    m = models.MLP((3, 6, 2), normalization="batch", norm_momentum=0.9, rngs=nnx.Rngs(2))
+    x = np.random.default_rng(1).normal(size=(64, 3)).astype(np.float32)
+    fresh = models.recompute_batch_stats(m, x)
+    z = x.astype(np.float64) @ np.asarray(m.layers[0].w[...], np.float64) + np.asarray(
+        m.layers[0].b[...], np.float64
+    )
+    np.testing.assert_allclose(fresh.norms[0].mean[...], z.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fresh.norms[0].var[...], z.var(0), rtol=1e-4, atol=1e-5)
+    assert fresh.norms[0].momentum == 0.9  # restored
+    assert float(jnp.abs(m.norms[0].mean[...]).max()) == 0.0  # the argument is untouched

@@ -340,3 +340,39 @@ def test_recorded_outputs_stop_with_the_history_at_divergence():
     assert len(hist.steps) < 21
     assert hist.test_outputs.shape == (2, len(hist.steps), len(ds.x_test), 2)
     assert np.all(np.isfinite(hist.test_outputs))
+
+
+def test_fit_trains_a_batch_norm_mlp_and_evaluates_it_with_running_averages():
+    ds = data.mnist1d()
+    ds = ds.replace(x=ds.x[:512], y=ds.y[:512], x_test=ds.x_test[:256], y_test=ds.y_test[:256])
+    m = models.MLP((40, 32, 32, 10), normalization="batch", rngs=nnx.Rngs(0))
+    trained, hist = train.fit(m, ds, key=jax.random.key(0), steps=300, learning_rate=0.1,
+                              optimizer=optax.sgd, batch_size=64, log_every=100)
+    assert hist.train_accuracy[-1] > 0.4
+    assert float(jnp.abs(trained.norms[0].mean[...]).max()) > 1e-3  # running averages moved
+    loss, acc = train.evaluate(trained, ds.x_test, ds.y_test)  # evaluation mode
+    np.testing.assert_allclose(loss, hist.test_loss[-1], rtol=1e-5)
+    np.testing.assert_allclose(acc, hist.test_accuracy[-1])
+    # evaluation mode is not training mode on the same data
+    trained.train()
+    out_train = trained(jnp.asarray(ds.x_test))
+    trained.eval()
+    assert not np.allclose(out_train, trained(jnp.asarray(ds.x_test)), atol=1e-3)
+    _, hist_many = train.fit_many([m, m], ds, key=jax.random.key(0), steps=300,
+                                  learning_rate=0.1, optimizer=optax.sgd, batch_size=64,
+                                  log_every=100)
+    assert np.isfinite(hist_many.test_loss).all()
+
+
+def test_a_schedule_as_learning_rate_trains_and_reports_divergence():
+    ds = _regression()
+    m = models.MLP((3, 2), rngs=nnx.Rngs(0))
+    kw = dict(key=jax.random.key(0), steps=40, optimizer=optax.sgd, loss="mse", log_every=10,
+              batch_size=None)
+    _, hist = train.fit(m, ds, learning_rate=optax.exponential_decay(0.1, 10, 0.5), **kw)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    growing = optax.exponential_decay(0.1, 1, 1.5)  # the step grows 1.5-fold per step
+    with pytest.warns(UserWarning, match="schedule"):
+        _, hist = train.fit(m, ds, learning_rate=growing, on_divergence="stop",
+                            **{**kw, "steps": 400})
+    assert hist.diverged_at is not None

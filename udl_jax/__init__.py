@@ -21,6 +21,8 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
 - `udl_jax.embedding`: prediction space: Bhattacharyya distances between classifiers, InPCA
   embeddings, trajectory distances.
+- `udl_jax.scale_invariance`: scale invariance from batch norm; weight decay as an exponentially
+  growing learning rate; equilibrium weight norm and effective learning rate.
 - `udl_jax.plot`: the book's figure style.
 - `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """

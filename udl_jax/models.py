@@ -28,6 +28,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 PARAMETRIZATIONS = ("standard", "ntk")
 
+NORMALIZATIONS = (None, "batch")
+"""Normalizations an `MLP` may put after each hidden affine layer: none, or batch norm."""
+
 _DEFAULT_WEIGHT_VAR = {"relu": 2.0, "gelu": 2.0}
 
 
@@ -135,8 +138,8 @@ class MLP(nnx.Module):
     """Fully connected network ``widths[0] -> ... -> widths[-1]``, linear in its last layer.
 
     The attributes ``widths``, ``activation``, ``parametrization``, ``weight_var``, ``bias_var``
-    describe the architecture completely, so the infinite-width kernels can be read off the
-    same object (Lee et al. 2018; Jacot et al. 2018).
+    describe the architecture completely (without normalization), so the infinite-width kernels
+    can be read off the same object (Lee et al. 2018; Jacot et al. 2018).
 
     Args:
       widths: layer sizes including input and output, e.g. ``(40, 100, 100, 10)``.
@@ -150,6 +153,17 @@ class MLP(nnx.Module):
         so standard-parametrized networks of different widths share one shape and one graph
         definition, hence one compilation (`udl_jax.train.fit_many`). The true widths then live
         in the masks (see `true_widths`); ``widths`` holds the allocated ones.
+      normalization: None, or ``"batch"`` for batch norm (Ioffe & Szegedy 2015) after every
+        hidden affine layer, before the activation: ``h <- act(BN(h W + b))``. In training
+        mode BN divides by the batch's standard deviation, so the loss is unchanged when a
+        hidden layer's ``(W, b)`` is multiplied by any c > 0 (exactly for
+        ``norm_epsilon=0``; see `udl_jax.scale_invariance`), and the bias ``b`` is cancelled
+        by the mean subtraction (its gradient is zero). In evaluation mode (``model.eval()``)
+        it uses running averages of the batch statistics instead (`recompute_batch_stats`
+        refreshes them).
+      norm_epsilon: the epsilon added to the variance by batch norm.
+      norm_momentum: the decay of batch norm's running averages (Flax's convention: the
+        weight of the old value, 0.99 by default; PyTorch's ``momentum=0.1`` is 0.9 here).
       rngs: NNX random streams.
 
     Call: ``model(x)`` with ``x`` of shape (..., widths[0]) returns (..., widths[-1]).
@@ -165,9 +179,25 @@ class MLP(nnx.Module):
         bias_var: float = 0.0,
         residual: bool = False,
         max_width: int | None = None,
+        normalization: str | None = None,
+        norm_epsilon: float = 1e-5,
+        norm_momentum: float = 0.99,
         rngs: nnx.Rngs,
     ):
         widths = _check_widths(widths)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization: expected one of {NORMALIZATIONS}, got {normalization!r}"
+            )
+        if normalization is not None and max_width is not None:
+            raise ValueError(
+                "normalization: padded MLPs (max_width) cannot be normalized, since the "
+                "masked units have zero variance; expected normalization=None with max_width"
+            )
+        if not (np.ndim(norm_epsilon) == 0 and float(norm_epsilon) >= 0):
+            raise ValueError(f"norm_epsilon: expected a number >= 0, got {norm_epsilon!r}")
+        if not (np.ndim(norm_momentum) == 0 and 0 <= float(norm_momentum) < 1):
+            raise ValueError(f"norm_momentum: expected a number in [0, 1), got {norm_momentum!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}"
@@ -182,7 +212,8 @@ class MLP(nnx.Module):
         self.widths, self.activation = alloc, activation
         self.parametrization, self.weight_var, self.bias_var = parametrization, weight_var, bias_var
         self.residual, self.max_width = residual, max_width
-        layers, masks = [], []
+        self.normalization = normalization
+        layers, masks, norms = [], [], []
         for i in range(len(widths) - 1):
             col = None
             if max_width is not None:
@@ -200,8 +231,17 @@ class MLP(nnx.Module):
                 rngs=rngs,
             )
             layers.append(layer)
+            if normalization == "batch" and i < len(widths) - 2:
+                bn = nnx.BatchNorm(
+                    alloc[i + 1],
+                    epsilon=float(norm_epsilon),
+                    momentum=float(norm_momentum),
+                    rngs=rngs,
+                )
+                norms.append(bn)
         self.layers = nnx.List(layers)
         self.masks = nnx.List(masks)
+        self.norms = nnx.List(norms)
 
     @property
     def true_widths(self) -> tuple[int, ...]:
@@ -215,13 +255,16 @@ class MLP(nnx.Module):
         """Forward pass up to the last layer.
 
         Returns:
-          ``(pre, h)``: ``pre`` lists the pre-activations of every hidden layer, each of shape
+          ``(pre, h)``: ``pre`` lists the pre-activations of every hidden layer (the inputs of
+          the activation, hence after batch norm where there is one), each of shape
           (..., allocated width); ``h`` is the input to the last layer.
         """
         act = ACTIVATIONS[self.activation]
         pre, h = [], x
         for i, layer in enumerate(self.layers[:-1]):
             z = layer(h)
+            if self.normalization == "batch":
+                z = self.norms[i](z)
             pre.append(z)
             a = act(z)
             if self.max_width is not None:
@@ -299,6 +342,38 @@ def functional(model: nnx.Module, *, train: bool = False):
         return nnx.merge(graphdef, params, rest, copy=True)(x)
 
     return apply_fn, params, rest0
+
+
+def recompute_batch_stats(model: nnx.Module, x) -> nnx.Module:
+    """A copy of ``model`` whose batch-norm running statistics are those of the whole of ``x``.
+
+    In evaluation mode batch norm divides by running averages of the batch statistics seen in
+    training (an exponential moving average with weight ``momentum`` on the old value). When the
+    weights before a batch norm keep growing, as they do under an exponentially increasing
+    learning rate, the average lags behind the current statistics. One training-mode pass over
+    ``x`` with momentum 0 replaces them by the current ones ("precise BN"); nothing else changes.
+
+    Args:
+      model: an NNX module with at least one `nnx.BatchNorm`; it is not modified.
+      x: inputs, e.g. the whole training set.
+
+    Returns:
+      The new model, in training mode (like `udl_jax.train.fit`'s result).
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model: expected a flax.nnx.Module, got {type(model).__name__}")
+    m = nnx.clone(model)
+    norms = [mod for _, mod in nnx.iter_modules(m) if isinstance(mod, nnx.BatchNorm)]
+    if not norms:
+        raise ValueError("model: expected at least one nnx.BatchNorm layer, found none")
+    m.train()
+    saved = [bn.momentum for bn in norms]
+    for bn in norms:
+        bn.momentum = 0.0
+    m(jnp.asarray(x))
+    for bn, momentum in zip(norms, saved, strict=True):
+        bn.momentum = momentum
+    return m
 
 
 def param_count(params) -> int:

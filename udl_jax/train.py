@@ -237,7 +237,10 @@ def _progress(total: int, enabled: bool | None):
 
 
 def _learning_rate(hparams) -> str:
-    lr = np.asarray(hparams.get("learning_rate", np.nan))
+    lr = hparams.get("learning_rate", np.nan)
+    if callable(lr):  # an optax schedule (inject_hyperparams evaluates it at every step)
+        return "set by a schedule"
+    lr = np.asarray(lr)
     return np.array2string(lr, precision=4) if lr.ndim else f"{float(lr):.4g}"
 
 
@@ -356,7 +359,7 @@ def fit(
       data: a `udl_jax.data.Dataset`.
       key: PRNG key for the minibatches (and nothing else: the model holds its own init).
       steps: number of optimizer steps.
-      learning_rate: step size.
+      learning_rate: step size, or an optax schedule (a function of the step count).
       optimizer: an optax optimizer factory, e.g. ``optax.adam``, ``optax.sgd``, ``optax.adamw``.
       optimizer_kwargs: its other hyperparameters, e.g. ``{"weight_decay": 1e-4}``.
       batch_size: minibatch size, or None for full batch.

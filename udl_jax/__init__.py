@@ -23,6 +23,8 @@ Small modules of pure functions over pytrees that every chapter imports:
   embeddings, trajectory distances.
 - `udl_jax.scale_invariance`: scale invariance from batch norm; weight decay as an exponentially
   growing learning rate; equilibrium weight norm and effective learning rate.
+- `udl_jax.intrinsic_dimension`: the TwoNN intrinsic-dimension estimator (Facco et al. 2017) and
+  point clouds of known dimension embedded in higher dimensions.
 - `udl_jax.plot`: the book's figure style.
 - `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """

@@ -32,12 +32,18 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Tests and notebooks run on JOBS workers (pytest-xdist; one notebook per worker): XLA compiles
+# on one thread, so two workers on two cores cut the suite's time by about a third. JOBS=0 runs
+# everything in this process. Per-cell durations printed by nbval are then measured under load.
+JOBS ?= 2
+XDIST = $(if $(filter 0,$(JOBS)),,-n $(JOBS))
+NBVAL = --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg $(XDIST) $(if $(XDIST),--dist loadfile)
+
 pytest: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q $(XDIST)
 
 nbval: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		--durations=0 -q notebooks
+	$(BIN)/python -m pytest $(NBVAL) --durations=20 -q notebooks
 
 test: lint pytest nbval
 
@@ -49,9 +55,8 @@ test-perturbed: $(STAMP)
 	@if [ "$$(uname -m)" != x86_64 ]; then \
 		echo "test-perturbed: skipped, --xla_cpu_max_isa=AVX needs an x86-64 CPU"; exit 0; fi; \
 	echo "test-perturbed: XLA_FLAGS=$(PERTURBED_XLA_FLAGS)"; \
-	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest tests -q && \
-	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest --nbval-lax \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -q notebooks
+	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest tests -q $(XDIST) && \
+	XLA_FLAGS=$(PERTURBED_XLA_FLAGS) $(BIN)/python -m pytest $(NBVAL) -q notebooks
 
 # Every chapter under seeds 0, 1000 and 2000 (papermill); prints chapter x check x seed and
 # writes the book's page book/robustness.md. About 15 minutes on 2 cores.

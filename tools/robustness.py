@@ -133,6 +133,17 @@ def print_table(runs, seeds) -> None:
         print("  ".join(f"{str(v)[:w]:<{w}}" for v, w in zip(x, widths, strict=True)))
 
 
+def _chapter_heading(chapter: str) -> list[str]:
+    """A section heading with the chapter's title and a link to it (the stem if not found)."""
+    nb = ROOT / "notebooks" / f"{chapter}.ipynb"
+    if not nb.exists():
+        return [f"## {chapter}"]
+    first = "".join(json.loads(nb.read_text())["cells"][0]["source"]).splitlines()
+    title = next((x[2:].strip() for x in first if x.startswith("# ")), chapter)
+    number = chapter.split("_")[0].lstrip("0")
+    return [f"## {number}. {title}", "", f"The chapter: {{doc}}`../notebooks/{chapter}`."]
+
+
 def write_page(runs, seeds, page: Path, jobs: int = 1) -> None:
     rows = list(table_rows(runs, seeds))
     n_checks = len(rows)
@@ -165,9 +176,8 @@ def write_page(runs, seeds, page: Path, jobs: int = 1) -> None:
         by_chapter.setdefault(r[0], []).append(r)
     for chapter, crow in by_chapter.items():
         mean_wall = sum(walls[chapter]) / len(walls[chapter])
+        lines += [*_chapter_heading(chapter), ""]
         lines += [
-            f"## {chapter}",
-            "",
             f"Mean wall time per run: {mean_wall:.0f} s{load}.",
             "",
             "| check | tolerance | " + " | ".join(f"seed {s}" for s in seeds) + " | pass |",

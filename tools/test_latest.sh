@@ -24,6 +24,6 @@ export PATH=$BIN:$PATH
 export JAX_COMPILATION_CACHE_DIR=$PWD/.cache/jax-latest
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0.2
 export UDL_JAX_CACHE=$PWD/.cache/data
-"$BIN/python" -m pytest tests -q -p no:cacheprovider
+"$BIN/python" -m pytest tests -q -n 2 -p no:cacheprovider
 "$BIN/python" -m pytest --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg \
-  --durations=0 -q -p no:cacheprovider notebooks
+  -n 2 --dist loadfile -q -p no:cacheprovider notebooks

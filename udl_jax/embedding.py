@@ -185,7 +185,7 @@ class InPCA(NamedTuple):
 
     Attributes:
       coordinates: (m, r) coordinates, one column per component, ordered by decreasing
-        |eigenvalue|: ``V |Lambda|^(1/2)``.
+        ``|eigenvalue|``: ``V |Lambda|^(1/2)``.
       eigenvalues: (r,) eigenvalues of ``W = -1/2 L D L``, in the same order (either sign).
       signs: (r,) +1 for space-like, -1 for time-like components (the eigenvalues' signs).
       vectors: (m, r) the unit eigenvectors of W.
@@ -228,7 +228,7 @@ def inpca(distances, n_components: int | None = None) -> InPCA:
 
     Args:
       distances: (m, m) symmetric matrix with zero diagonal, e.g. `bhattacharyya_distances`.
-      n_components: keep this many components (largest |eigenvalue|); None keeps all m.
+      n_components: keep this many components (largest ``|eigenvalue|``); None keeps all m.
 
     Returns:
       An `InPCA`. Eigenvalues below rounding error are set to 0 (with coordinates 0): at
@@ -295,7 +295,7 @@ def pairwise_distances(coordinates, signs, other=None, *, max_chunk_bytes: int =
 def explained_stress(eigenvalues, k: int | None = None):
     """Explained stress of the top components (Quinn et al. 2019; Mao et al. 2024).
 
-    With eigenvalues ordered by decreasing |lambda|, the top k components reproduce ``W`` as
+    With eigenvalues ordered by decreasing ``|lambda|``, the top k components reproduce ``W`` as
     ``W_k = V_k Lambda_k V_k^T``, and the explained stress is
     ``1 - ||W - W_k||_F / ||W||_F = 1 - sqrt(1 - sum_{i<=k} lambda_i^2 / sum_i lambda_i^2)``.
     It is 1 when k components reproduce W exactly, and stricter than the fraction of

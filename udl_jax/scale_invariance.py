@@ -23,7 +23,7 @@ step ``-eta grad L(w)`` turns ``w / |w|`` by about ``eta |grad L(w / |w|)| / |w|
   `track_norms`: with weight decay the norm settles where the outward push of the gradient
   steps balances the decay, and the effective learning rate and the angle turned per step then
   settle at values set by ``eta * lambda`` (van Laarhoven 2017; Li, Lyu & Arora 2020;
-  Wan et al. 2021). For SGD without momentum and ``G = |grad L(w / |w|)|``:
+  Wan et al. 2021). For SGD without momentum and ``G = |grad L(w / |w|)|``::
 
       |w|^4 = eta G^2 / (lambda (2 - eta lambda)),
       eta / |w|^2 = sqrt(eta lambda (2 - eta lambda)) / G,
@@ -476,7 +476,7 @@ def equilibrium_sq_norm(learning_rate, weight_decay, unit_grad_sq_norm):
     With ``<g, w> = 0`` one step ``w' = (1 - eta lambda) w - eta g`` gives
     ``|w'|^2 = (1 - eta lambda)^2 |w|^2 + eta^2 |g|^2``, and ``|g|^2 = G^2 / |w|^2`` where
     ``G = |grad L(w / |w|)|`` is the gradient at unit norm. The norm stops changing (on
-    average, for stochastic gradients: ``G^2`` is then the mean of ``|g|^2 |w|^2``) where
+    average, for stochastic gradients: ``G^2`` is then the mean of ``|g|^2 |w|^2``) where::
 
         |w|^4 = eta G^2 / (lambda (2 - eta lambda))       (about eta G^2 / (2 lambda)),
 

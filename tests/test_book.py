@@ -106,3 +106,91 @@ def test_output_checks_are_tags_not_comments(nb):
     assert "nbval-check-output" not in cells[-1]["metadata"].get("tags", []), (
         f"{nb.name}: the check cell prints measured values; it must not be output-checked"
     )
+
+
+COLUMN_PX = 676  # udl_jax.plot.COLUMN_PX: the site's text column at a 1280 px window
+CODE_COLUMNS = 78  # what a code block shows without scrolling (notebooks/ruff.toml)
+
+
+def _png_width(b64):
+    import base64
+    import struct
+
+    return struct.unpack(">I", base64.b64decode(b64)[16:20])[0]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_figures_fit_the_column_with_caption_and_alt_text(nb):
+    """Every figure is at most a column wide (not shrunk, so its text stays readable), and its
+    cell gives the site a caption and alt text (myst-nb cell metadata `mystnb.figure.caption`,
+    `mystnb.image.alt`) and a unique name to link to."""
+    names = []
+    for i, c in enumerate(_code_cell_objects(nb)):
+        pngs = [o["data"]["image/png"] for o in c.get("outputs", []) if "image/png" in o.get(
+            "data", {})]
+        if not pngs:
+            continue
+        where = f"{nb.name}, code cell {i}"
+        for png in pngs:
+            width = _png_width(png)
+            assert width <= COLUMN_PX, f"{where}: figure {width} px wide > {COLUMN_PX}; " \
+                "draw it with plot.subplots (stack panels) instead of a wide figsize"
+        meta = c["metadata"].get("mystnb", {})
+        caption = meta.get("figure", {}).get("caption", "")
+        alt = meta.get("image", {}).get("alt", "")
+        assert len(caption) >= 20, f"{where}: mystnb.figure.caption missing or too short"
+        assert len(alt) >= 20, f"{where}: mystnb.image.alt missing or too short"
+        names.append(meta.get("figure", {}).get("name", ""))
+        assert names[-1].startswith("fig-"), f"{where}: mystnb.figure.name 'fig-...' missing"
+    assert len(set(names)) == len(names), f"{nb.name}: figure names repeat: {names}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_fits_the_column(nb):
+    """Code cells and the code blocks in solutions fit a code block without sideways scrolling
+    (`ruff format` keeps code cells at 78 columns; comments and strings are wrapped by hand)."""
+    cells = json.loads(nb.read_text())["cells"]
+    for i, c in enumerate(cells):
+        src = "".join(c["source"])
+        if c["cell_type"] == "code":
+            lines = src.splitlines()
+        else:
+            lines = [ln for block in re.findall(r"```python\n(.*?)```", src, re.S)
+                     for ln in block.splitlines()]
+        long = [ln for ln in lines if len(ln) > CODE_COLUMNS and "%pip install" not in ln]
+        assert not long, f"{nb.name}, cell {i}: {len(long)} lines over {CODE_COLUMNS}: {long[0]}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exercises_are_numbered_each_with_its_solution(nb):
+    """One format in every chapter: under `## Exercises`, a markdown cell opening with
+    `**Exercise k.**`, then the next cell `:::{dropdown} Solution k`, for k = 1, 2, ..., n >= 3."""
+    cells = json.loads(nb.read_text())["cells"]
+    md = ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+    start = next(i for i, s in enumerate(md) if re.search(r"^## Exercises\s*$", s, re.M))
+    end = next(i for i, s in enumerate(md) if "## Further reading" in s)
+    seq = []
+    for s in md[start:end + 1]:
+        for m in re.finditer(r"^\*\*Exercise (\d+)\.\*\*|^:::\{dropdown\} Solution (\d+)\s*$",
+                             s, re.M):
+            seq.append(("E", int(m.group(1))) if m.group(1) else ("S", int(m.group(2))))
+    n = len(seq) // 2
+    assert n >= 3, f"{nb.name}: at least three exercises with solutions, found {seq}"
+    expected = [x for k in range(1, n + 1) for x in (("E", k), ("S", k))]
+    assert seq == expected, f"{nb.name}: exercises and solutions out of order: {seq}"
+    for s in md[start + 1:end]:
+        if s.startswith("**Exercise"):
+            assert ":::{dropdown}" not in s, f"{nb.name}: the solution goes in the next cell"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_checks_name_the_papers_they_reproduce(nb):
+    """The claims ledger lists each check with its paper: `paper=` keys exist in the
+    bibliography, and every chapter checks at least one published claim."""
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"@\w+\{([^,]+),", bib))
+    check_cell = _code_cells(nb)[-1]
+    papers = re.findall(r"paper=\"([^\"]+)\"", check_cell)
+    assert papers, f"{nb.name}: no check says which paper it reproduces (paper=...)"
+    unknown = sorted(set(papers) - keys)
+    assert not unknown, f"{nb.name}: paper= keys not in references.bib: {unknown}"

@@ -85,3 +85,22 @@ def test_tolerance_text():
     assert checks.tolerance_text(None, 0.5) == "<= 0.5"
     assert checks.tolerance_text(0.2, None) == ">= 0.2"
     assert checks.tolerance_text(1.0, 1.15) == "[1, 1.15]"
+
+
+def test_paper_and_reported_are_kept_and_recorded(tmp_path, monkeypatch):
+    c = checks.at_least("cnn accuracy", 0.93, 0.9, paper="greydanus2020scaling", reported="94%")
+    assert (c.paper, c.reported, c.passed) == ("greydanus2020scaling", "94%", True)
+    h = checks.holds("exact", True, paper="zhang2017understanding")
+    assert h.paper == "zhang2017understanding" and h.reported is None
+    assert checks.between("own", 1.0, 0.0, 2.0).paper is None
+    with pytest.raises(ValueError, match="paper"):
+        checks.at_most("x", 1.0, 2.0, paper="two words")
+    with pytest.raises(ValueError, match="reported"):
+        checks.at_most("x", 1.0, 2.0, reported="94%")  # a number needs its paper
+    with pytest.raises(ValueError, match="reported"):
+        checks.holds("x", True, paper="k", reported="")
+    path = tmp_path / "checks.jsonl"
+    monkeypatch.setenv(checks.ENV_FILE, str(path))
+    checks.verify([c])
+    rec = json.loads(path.read_text().splitlines()[0])
+    assert rec["paper"] == "greydanus2020scaling" and rec["reported"] == "94%"

@@ -50,6 +50,10 @@ class Check(NamedTuple):
       value: the measured number (float), or the boolean for `holds`.
       low, high: the tolerance interval; None where unbounded.
       passed: whether the claim holds.
+      paper: the citation key (``book/references.bib``) of the paper whose claim this checks, or
+        None for a check of the book's own code (an identity, a closed form).
+      reported: what that paper reports for this quantity, in words (``"94% (table 1)"``), or
+        None where it gives no number to compare with.
     """
 
     name: str
@@ -57,6 +61,8 @@ class Check(NamedTuple):
     low: float | None
     high: float | None
     passed: bool
+    paper: str | None = None
+    reported: str | None = None
 
 
 def _name(name) -> str:
@@ -72,36 +78,66 @@ def _number(value, what: str) -> float:
     return float(arr)
 
 
-def between(name: str, value, low: float | None, high: float | None) -> Check:
-    """Check ``low <= value <= high``; a NaN value fails. Either bound may be None."""
+def _source(paper, reported) -> tuple[str | None, str | None]:
+    if paper is not None and (not isinstance(paper, str) or not paper.strip() or " " in paper):
+        raise ValueError(f"paper: expected a citation key from references.bib, got {paper!r}")
+    if reported is not None:
+        if not isinstance(reported, str) or not reported.strip():
+            raise ValueError(f"reported: expected the paper's number as text, got {reported!r}")
+        if paper is None:
+            raise ValueError("reported: give paper= too, the key of the paper that reports it")
+    return paper, reported
+
+
+def between(
+    name: str,
+    value,
+    low: float | None,
+    high: float | None,
+    *,
+    paper: str | None = None,
+    reported: str | None = None,
+) -> Check:
+    """Check ``low <= value <= high``; a NaN value fails. Either bound may be None.
+
+    ``paper`` (a citation key) and ``reported`` (the paper's number, as text) say which published
+    claim this reproduces; the book's claims ledger lists them beside the measured value.
+    """
     name = _name(name)
+    paper, reported = _source(paper, reported)
     v = _number(value, "value")
     lo = None if low is None else _number(low, "low")
     hi = None if high is None else _number(high, "high")
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"low, high: expected low <= high, got {lo} > {hi}")
     ok = not math.isnan(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
-    return Check(name, v, lo, hi, bool(ok))
+    return Check(name, v, lo, hi, bool(ok), paper, reported)
 
 
-def at_least(name: str, value, low: float) -> Check:
-    """Check ``value >= low``."""
-    return between(name, value, low, None)
+def at_least(name: str, value, low: float, **source) -> Check:
+    """Check ``value >= low`` (``paper=``, ``reported=`` as in `between`)."""
+    return between(name, value, low, None, **source)
 
 
-def at_most(name: str, value, high: float) -> Check:
-    """Check ``value <= high``."""
-    return between(name, value, None, high)
+def at_most(name: str, value, high: float, **source) -> Check:
+    """Check ``value <= high`` (``paper=``, ``reported=`` as in `between`)."""
+    return between(name, value, None, high, **source)
 
 
-def holds(name: str, condition) -> Check:
-    """Check that a boolean (exact) claim is true, e.g. an integer count or an array equality."""
+def holds(
+    name: str, condition, *, paper: str | None = None, reported: str | None = None
+) -> Check:
+    """Check that a boolean (exact) claim is true, e.g. an integer count or an array equality.
+
+    ``paper`` and ``reported`` as in `between`.
+    """
     name = _name(name)
+    paper, reported = _source(paper, reported)
     if not isinstance(condition, (bool, np.bool_)):
         raise TypeError(
             f"condition: expected a bool (use between/at_most for numbers), got {condition!r}"
         )
-    return Check(name, bool(condition), None, None, bool(condition))
+    return Check(name, bool(condition), None, None, bool(condition), paper, reported)
 
 
 def _fmt(x) -> str:

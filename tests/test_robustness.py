@@ -70,3 +70,28 @@ def test_merge_keeps_other_chapters_run_under_the_same_seeds():
         ("01_a", 0, 1.0), ("01_a", 1000, 2.0), ("02_b", 0, 30.0), ("02_b", 1000, 40.0)]
     assert robustness.merge_runs([], new, [0, 1000], {"02_b"}) == sorted(
         new, key=lambda r: r["seed"])
+
+
+def test_ledger_lists_each_check_with_its_paper(tmp_path):
+    def check(name, value, passed, **src):
+        return {"name": name, "value": value, "low": 0.9, "high": None, "passed": passed, **src}
+
+    runs = [
+        {"chapter": "15_toy", "seed": s, "status": "ok", "wall_s": 1.0,
+         "checks": [check("cnn accuracy", v, v >= 0.9, paper="greydanus2024mnist1d",
+                          reported="94% | table 1"),
+                    {"name": "identity", "value": True, "low": None, "high": None,
+                     "passed": True}]}
+        for s, v in ((0, 0.92), (1000, 0.95), (2000, 0.85))
+    ]
+    rows = list(robustness.ledger_rows(runs, [0, 1000, 2000]))
+    assert rows[0] == ("15_toy", "cnn accuracy", "greydanus2024mnist1d", "94% | table 1",
+                       "0.92", "0.85 to 0.95", ">= 0.9", "2/3")
+    assert rows[1][2:4] == (None, None) and rows[1][5] == "–" and rows[1][7] == "3/3"
+    page = tmp_path / "claims.md"
+    robustness.write_ledger(runs, [0, 1000, 2000], page)
+    text = page.read_text()
+    assert "**2 checks, 1 of them of published claims; 1 pass under all 3 seeds" in text
+    assert ("| cnn accuracy | {cite:p}`greydanus2024mnist1d` | 94% \\| table 1 | 0.92 | "
+            "0.85 to 0.95 | >= 0.9 | 2/3 |") in text
+    assert "| identity | – | – | true | – | true | 3/3 |" in text

@@ -5,8 +5,9 @@ Each chapter has a code cell tagged ``parameters`` (papermill's convention) that
 notebook with papermill, the seed injected after that cell, and ``$UDL_JAX_CHECKS_FILE`` set
 so that the chapter's check cell (`udl_jax.checks.verify`) appends its checks, passed or not,
 to a JSON-lines file. It then prints one table, chapter x check x seed, and writes the book's
-"How robust are the claims" page (``book/robustness.md``) and the raw records
-(``book/robustness.json``).
+"How robust are the claims" page (``book/robustness.md``), the claims ledger
+(``book/claims.md``: every check with the paper it reproduces, the paper's number, the measured
+value and its pass rate) and the raw records (``book/robustness.json``).
 
     python tools/robustness.py                       # all chapters, seeds 0 1000 2000
     python tools/robustness.py notebooks/08_*.ipynb --seeds 0 1000 --no-page
@@ -190,6 +191,79 @@ def write_page(runs, seeds, page: Path, jobs: int = 1) -> None:
     page.write_text("\n".join(lines))
 
 
+def _range(values: list) -> str:
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not nums:
+        return "–"
+    lo, hi = min(nums), max(nums)
+    return _fmt(lo) if _fmt(lo) == _fmt(hi) else f"{_fmt(lo)} to {_fmt(hi)}"
+
+
+def ledger_rows(runs: list[dict], seeds: list[int]):
+    """Rows (chapter, check, paper, reported, first seed's value, range, tolerance, passes).
+
+    The paper (a citation key) and its reported number are those the check cell gave
+    `udl_jax.checks` (``paper=``, ``reported=``); None where the check names none.
+    """
+    by = {(r["chapter"], r["seed"]): r for r in runs}
+    for chapter in sorted({r["chapter"] for r in runs}):
+        records: dict[str, list] = {}
+        for s in seeds:
+            for c in by[(chapter, s)]["checks"]:
+                records.setdefault(c["name"], []).append(c)
+        for name, cs in records.items():
+            first = cs[0]
+            values = [c["value"] for c in cs]
+            yield (chapter, name, first.get("paper"), first.get("reported"),
+                   _fmt(first["value"]), _range(values), _tolerance(first),
+                   f"{sum(c['passed'] for c in cs)}/{len(seeds)}")
+
+
+def write_ledger(runs, seeds, page: Path) -> None:
+    """The claims ledger page: per chapter, each check with its paper and measured value."""
+    rows = list(ledger_rows(runs, seeds))
+    cited = [r for r in rows if r[2]]
+    full = f"{len(seeds)}/{len(seeds)}"
+    lines = [
+        "# Claims ledger",
+        "",
+        "Every claim the book checks, chapter by chapter: the paper it reproduces (where it",
+        "reproduces one), the number that paper reports, what the chapter measures, and how",
+        "often the check passes when the chapter is rerun under other seeds. The rows are the",
+        "chapters' check cells (`udl_jax.checks`, with `paper=` and `reported=`), collected by",
+        "`make robustness` (`tools/robustness.py`), which also writes",
+        "{doc}`robustness`. A check without a paper tests the book's own machinery (an identity,",
+        "a closed form, code against an independent reference).",
+        "",
+        f"**{len(rows)} checks, {len(cited)} of them of published claims; "
+        f"{sum(r[7] == full for r in rows)} pass under all {len(seeds)} seeds "
+        f"({', '.join(str(s) for s in seeds)}).**",
+        f"*Measured* is seed {seeds[0]}'s value; the range is over all seeds. A paper's number",
+        "is often for a larger experiment than the chapter's: the chapter's text says where",
+        "and why its numbers differ from the paper's.",
+        "",
+    ]
+    by_chapter: dict[str, list] = {}
+    for r in rows:
+        by_chapter.setdefault(r[0], []).append(r)
+    for chapter, crow in by_chapter.items():
+        lines += [*_chapter_heading(chapter), ""]
+        lines += [
+            "| claim | paper | paper reports | measured | over seeds | tolerance | pass |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for _, name, paper, reported, value, rng, tol, passes in crow:
+            cells = [
+                name.replace("|", "\\|"),
+                f"{{cite:p}}`{paper}`" if paper else "–",
+                (reported or "–").replace("|", "\\|"),
+                value, rng, tol, passes,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    page.write_text("\n".join(lines))
+
+
 def merge_runs(previous: list[dict], new: list[dict], seeds, chapters) -> list[dict]:
     """The new runs, plus the previous record's runs of other existing chapters.
 
@@ -220,12 +294,13 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     parser.add_argument("--no-page", action="store_true", help="do not write book/robustness.*")
     parser.add_argument("--page-only", action="store_true",
-                        help="run nothing: rewrite book/robustness.md from book/robustness.json")
+                        help="run nothing: rewrite the pages from book/robustness.json")
     args = parser.parse_args(argv)
     if args.page_only:
         runs = json.loads((ROOT / "book" / "robustness.json").read_text())
         seeds = sorted({r["seed"] for r in runs})
         write_page(runs, seeds, ROOT / "book" / "robustness.md", args.jobs)
+        write_ledger(runs, seeds, ROOT / "book" / "claims.md")
         print_table(runs, seeds)
         return 0
     for nb in args.notebooks:
@@ -250,8 +325,9 @@ def main(argv=None) -> int:
         chapters = {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")}
         merged = merge_runs(previous, runs, args.seeds, chapters)
         write_page(merged, args.seeds, ROOT / "book" / "robustness.md", args.jobs)
+        write_ledger(merged, args.seeds, ROOT / "book" / "claims.md")
         record.write_text(json.dumps(merged, indent=1) + "\n")
-        print(f"\nwrote {ROOT / 'book' / 'robustness.md'}")
+        print(f"\nwrote {ROOT / 'book' / 'robustness.md'} and claims.md")
     bad = [r for r in runs if r["status"] != "ok"]
     return 1 if bad else 0
 

@@ -194,3 +194,17 @@ def test_checks_name_the_papers_they_reproduce(nb):
     assert papers, f"{nb.name}: no check says which paper it reproduces (paper=...)"
     unknown = sorted(set(papers) - keys)
     assert not unknown, f"{nb.name}: paper= keys not in references.bib: {unknown}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_links_the_api_it_uses(nb):
+    """The last cell lists, with links into the API page, every udl_jax function the chapter
+    calls; `python tools/api_links.py` regenerates it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("api_links", ROOT / "tools" / "api_links.py")
+    api_links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api_links)
+    assert api_links.update(nb, write=False), (
+        f"{nb.name}: its api-links cell is out of date; run `python tools/api_links.py`"
+    )

@@ -104,3 +104,16 @@ def test_paper_and_reported_are_kept_and_recorded(tmp_path, monkeypatch):
     checks.verify([c])
     rec = json.loads(path.read_text().splitlines()[0])
     assert rec["paper"] == "greydanus2020scaling" and rec["reported"] == "94%"
+
+
+def test_table_fits_the_code_column():
+    long = "relative error of the analytic kernel against the empirical one at width 4096"
+    results = [checks.at_most(long, 0.0123, 0.05), checks.holds("x", True)]
+    table = checks.format_table(results)
+    lines = table.splitlines()
+    assert max(len(x) for x in lines) <= checks.TABLE_WIDTH
+    assert len(lines) > 3  # the long name took two lines
+    # every word of the name is there, in order, and the values sit on its last line
+    assert " ".join(x.strip().split("  ")[0] for x in lines[1:-1]) == long
+    assert lines[-2].rstrip().endswith("<= 0.05    pass")
+    assert checks.format_table(results, width=200).count("\n") == 2

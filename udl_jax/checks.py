@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ __all__ = [
     "at_least",
     "at_most",
     "between",
+    "TABLE_WIDTH",
     "format_table",
     "holds",
     "tolerance_text",
@@ -157,18 +159,34 @@ def tolerance_text(low: float | None, high: float | None) -> str:
     return f"[{_fmt(low)}, {_fmt(high)}]"
 
 
-def format_table(results: Sequence[Check]) -> str:
-    """The checks as a fixed-width text table: check, value, tolerance, pass/FAIL."""
+TABLE_WIDTH = 78
+"""Width of `format_table`'s lines: what a code block on the site shows without scrolling."""
+
+
+def format_table(results: Sequence[Check], width: int = TABLE_WIDTH) -> str:
+    """The checks as a fixed-width text table: check, value, tolerance, pass/FAIL.
+
+    Names too long for the line are wrapped onto continuation lines of the first column, so no
+    line is longer than ``width`` (unless a single word or the other columns alone exceed it).
+    """
     head = ("check", "value", "tolerance", "")
     rows = [
         (c.name, _fmt(c.value), tolerance_text(c.low, c.high), "pass" if c.passed else "FAIL")
         for c in results
     ]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
-    lines = [
-        f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}"
-        for r in [head, *rows]
-    ]
+    w_val = max(len(r[1]) for r in [head, *rows])
+    w_tol = max(len(r[2]) for r in [head, *rows])
+    rest = 2 + w_val + 2 + w_tol + 2 + 4
+    w_name = min(max(len(r[0]) for r in [head, *rows]), max(16, width - rest))
+    lines = []
+    for name, value, tol, ok in [head, *rows]:
+        parts = textwrap.wrap(
+            name, w_name, subsequent_indent="  ", break_on_hyphens=False
+        ) or [""]
+        for extra in parts[:-1]:
+            lines.append(extra)
+        line = f"{parts[-1]:<{w_name}}  {value:>{w_val}}  {tol:<{w_tol}}  {ok}"
+        lines.append(line.rstrip())
     return "\n".join(lines)
 
 

@@ -14,14 +14,14 @@ COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 """The Okabe-Ito colour cycle, blue first."""
 
 COLUMN_PX = 676
-"""Width of the site's text column in CSS pixels (sphinx-book-theme at a 1280 px window).
+"""Width of the site's text column in CSS pixels (sphinx-book-theme, 1280 px window).
 
 A figure wider than this is shrunk to fit, and its text with it; every chapter figure is drawn at
 most this wide (tests/test_book.py checks the committed PNGs).
 """
 
 DPI = 100
-"""Figure resolution: one inch is 100 pixels, so a 10 pt label is 14 px on the page."""
+"""Figure resolution in dots per inch (one inch is 100 pixels, so a 10 pt label is 14 px)."""
 
 WIDTH = 6.4
 """A full-column figure's width in inches (640 px, leaving room for a tight bounding box)."""
@@ -49,8 +49,8 @@ STYLE = {
     "lines.linewidth": 1.8,
     "image.cmap": "viridis",
 }
-"""The book's matplotlib rcParams: sized for the text column (see `COLUMN_PX`), readable when a
-phone shrinks the column to about 370 px (ticks stay above 5 px)."""
+"""The book's matplotlib rcParams, sized for the text column (see `COLUMN_PX`) and readable
+when a phone shrinks the column to about 370 px (tick labels stay above 5 px)."""
 
 
 def use_style() -> None:

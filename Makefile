@@ -15,7 +15,7 @@ export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS := 0.2
 # Generated data (MNIST-1D) are cached next to it.
 export UDL_JAX_CACHE := $(CURDIR)/.cache/data
 
-.PHONY: book test lint pytest nbval test-perturbed robustness test-latest gpu-check bench clean
+.PHONY: book browser-test test lint pytest nbval test-perturbed robustness test-latest gpu-check bench clean
 
 $(STAMP): environment.yml pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,21 @@ $(STAMP): environment.yml pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# Warns loudly (before and after the build, which still passes) while _config.yml's repository
+# URL is the placeholder: the Colab buttons and install cells need the real one
+# (python tools/set_repository.py URL [BRANCH]).
 book: $(STAMP)
+	@$(BIN)/python tools/set_repository.py --check
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	@$(BIN)/python tools/set_repository.py --check
 	@echo "The book: $(CURDIR)/_build/html/index.html"
+
+# The built site in headless Chromium (Debian's `chromium`, driven by Playwright), offline: every
+# chapter's math typeset by the site's own MathJax, images loaded, no console errors, figures
+# within the column at 1280 px, no sideways scrolling at 400 px, search finds chapters.
+# Screenshots go to _build/screenshots. Prints "browser test skipped" where chromium is missing.
+browser-test: book
+	$(BIN)/python tools/browser_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,8 @@ def _exclude_notebooks_with_outputs(app, config) -> None:
     patterns = list(config.nb_execution_excludepatterns)
     for path in sorted(src.rglob("*.ipynb")):
         rel = path.relative_to(src)
-        if _SKIP_DIRS.isdisjoint(rel.parts) and _has_outputs(path):
+        skipped = any(part in _SKIP_DIRS or part.startswith(".venv") for part in rel.parts)
+        if not skipped and _has_outputs(path):
             patterns.append(rel.as_posix())
     config.nb_execution_excludepatterns = patterns
 

@@ -25,6 +25,10 @@ Small modules of pure functions over pytrees that every chapter imports:
   growing learning rate; equilibrium weight norm and effective learning rate.
 - `udl_jax.intrinsic_dimension`: the TwoNN intrinsic-dimension estimator (Facco et al. 2017) and
   point clouds of known dimension embedded in higher dimensions.
+- `udl_jax.margins`: max-margin (hard-margin SVM) directions, normalized margins and angles: the
+  implicit bias of gradient descent on separable data.
+- `udl_jax.algorithmic_stability`: coupled training runs on neighbouring data sets, the
+  Hardt-Recht-Singer stability bounds, per-example gradients and their coherence.
 - `udl_jax.plot`: the book's figure style.
 - `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from udl_jax import models
+from udl_jax import data, models, train
 
 
 def _numpy_forward(model, x, act):
@@ -246,3 +246,33 @@ def test_recompute_batch_stats_sets_the_running_averages_to_the_data_statistics(
     np.testing.assert_allclose(fresh.norms[0].var[...], z.var(0), rtol=1e-4, atol=1e-5)
     assert fresh.norms[0].momentum == 0.9  # restored
     assert float(jnp.abs(m.norms[0].mean[...]).max()) == 0.0  # the argument is untouched
+
+
+def test_mlp_dropout_zeroes_units_in_training_only_and_keeps_the_init():
+    widths = (6, 64, 64, 3)
+    plain = models.MLP(widths, rngs=nnx.Rngs(0))
+    drop = models.MLP(widths, dropout=0.5, rngs=nnx.Rngs(0))
+    assert not hasattr(plain, "drop") and plain.dropout == 0.0  # default: no dropout layer
+    for a, b in zip(jax.tree.leaves(nnx.state(plain, nnx.Param)),
+                    jax.tree.leaves(nnx.state(drop, nnx.Param)), strict=True):
+        np.testing.assert_array_equal(a, b)  # the same weights with and without dropout
+    x = jax.random.normal(jax.random.key(1), (200, 6))
+    drop.eval()
+    np.testing.assert_allclose(drop(x), plain(x), rtol=1e-6)  # evaluation: no dropout
+    drop.train()
+    one = models.MLP((6, 64, 3), dropout=0.5, rngs=nnx.Rngs(0))  # one hidden layer
+    h = one.features(x)[1]  # its units, dropped
+    zero = float(jnp.mean(h == 0))
+    h_plain = models.MLP((6, 64, 3), rngs=nnx.Rngs(0)).features(x)[1]
+    assert 0.5 < zero < 0.9  # ReLU zeros about half, dropout half of the rest
+    assert float(jnp.mean(h_plain == 0)) < 0.6
+    kept = h != 0  # kept units are scaled by 1 / (1 - p)
+    np.testing.assert_allclose(h[kept], 2 * h_plain[kept], rtol=1e-5)
+    assert not np.allclose(drop(x), drop(x))  # a new mask each call
+    small = models.MLP((2, 16, 2), dropout=0.5, rngs=nnx.Rngs(0))
+    _, hist = train.fit(small, data.moons(jax.random.key(2), n=100, n_test=50),
+                        key=jax.random.key(3), steps=20, learning_rate=1e-2, log_every=10)
+    assert np.all(np.isfinite(hist.train_loss))
+    for bad in (-0.1, 1.0, True, "0.5"):
+        with pytest.raises(ValueError, match="dropout"):
+            models.MLP(widths, dropout=bad, rngs=nnx.Rngs(0))

@@ -29,6 +29,12 @@ Small modules of pure functions over pytrees that every chapter imports:
   implicit bias of gradient descent on separable data.
 - `udl_jax.algorithmic_stability`: coupled training runs on neighbouring data sets, the
   Hardt-Recht-Singer stability bounds, per-example gradients and their coherence.
+- `udl_jax.signal_propagation`: mean-field signal propagation (variance and correlation maps,
+  chi_1, the edge of chaos) and its measurement in deep MLPs at initialization.
+- `udl_jax.loss_smoothness`: Santurkar et al.'s probes of the loss along the gradient (loss
+  range, gradient predictiveness, effective beta-smoothness).
+- `udl_jax.weight_decay`: Adam with L2 and/or decoupled weight decay (AdamW) as one optax
+  factory; optimizers on a zero loss.
 - `udl_jax.plot`: the book's figure style.
 - `udl_jax.checks`: a chapter's claims as named, recorded checks with tolerances.
 """

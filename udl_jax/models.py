@@ -164,6 +164,14 @@ class MLP(nnx.Module):
       norm_epsilon: the epsilon added to the variance by batch norm.
       norm_momentum: the decay of batch norm's running averages (Flax's convention: the
         weight of the old value, 0.99 by default; PyTorch's ``momentum=0.1`` is 0.9 here).
+      dropout: the probability of zeroing each hidden unit's output in training mode
+        (Srivastava et al. 2014), applied after every hidden activation (before the skip
+        connection is added); the kept units are scaled by ``1 / (1 - dropout)``. 0 (the
+        default) adds no dropout layer at all. In evaluation mode (``model.eval()``, as in
+        `udl_jax.train.fit`'s metrics) dropout is off. The masks are drawn from the
+        ``dropout`` stream of ``rngs`` (its default stream when it has none), forked after
+        every weight has been drawn, so a network with dropout starts from the same weights as
+        one without for the same ``rngs``.
       rngs: NNX random streams.
 
     Call: ``model(x)`` with ``x`` of shape (..., widths[0]) returns (..., widths[-1]).
@@ -182,9 +190,13 @@ class MLP(nnx.Module):
         normalization: str | None = None,
         norm_epsilon: float = 1e-5,
         norm_momentum: float = 0.99,
+        dropout: float = 0.0,
         rngs: nnx.Rngs,
     ):
         widths = _check_widths(widths)
+        ok = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
+        if not (ok and 0 <= float(dropout) < 1):
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"normalization: expected one of {NORMALIZATIONS}, got {normalization!r}"
@@ -242,6 +254,9 @@ class MLP(nnx.Module):
         self.layers = nnx.List(layers)
         self.masks = nnx.List(masks)
         self.norms = nnx.List(norms)
+        self.dropout = float(dropout)
+        if self.dropout > 0:  # after the weights: the same init with and without dropout
+            self.drop = nnx.Dropout(self.dropout, rngs=rngs)
 
     @property
     def true_widths(self) -> tuple[int, ...]:
@@ -269,6 +284,8 @@ class MLP(nnx.Module):
             a = act(z)
             if self.max_width is not None:
                 a = a * self.masks[i][...]
+            if self.dropout > 0:
+                a = self.drop(a)
             h = h + a if (self.residual and h.shape[-1] == a.shape[-1]) else a
         return pre, h
 

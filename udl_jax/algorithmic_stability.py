@@ -224,7 +224,7 @@ def _sample_size(n):
 
 def convex_stability_bound(step_sizes, lipschitz: float, n: int, smoothness: float | None = None):
     """Hardt, Recht & Singer (2016), Theorem 3.8: SGD on a convex, L-Lipschitz, beta-smooth
-    loss with steps ``alpha_t <= 2 / beta`` is uniformly stable with
+    loss with steps ``alpha_t <= 2 / beta`` is uniformly stable with::
 
         E |w_T - w'_T| <= (2 L / n) sum_{t<=T} alpha_t,
         eps_stab       <= (2 L^2 / n) sum_{t<=T} alpha_t,

@@ -54,7 +54,7 @@ class GradientProbe(NamedTuple):
 
     @property
     def beta(self) -> float:
-        """Effective beta-smoothness: ``max_eta |grad L(w - eta g) - g| / (eta |g|)``."""
+        """The effective beta-smoothness, ``max_eta |grad L(w - eta g) - g| / (eta |g|)``."""
         return float(np.max(self.grad_change / (self.step_sizes * self.grad_norm)))
 
 

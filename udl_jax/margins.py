@@ -113,8 +113,9 @@ def normalized_margin(w, x, y) -> np.ndarray:
       x: (n, d) inputs; y: (n,) binary labels.
 
     Returns:
-      A float, or a (T,) array: the smallest signed distance of a training point to the
-      hyperplane ``<w, x> = 0`` (negative if some point is misclassified).
+      The smallest signed distance of a training point to the hyperplane ``<w, x> = 0``
+      (negative if some point is misclassified), a float for one ``w``, a (T,) array for a
+      trajectory.
     """
     x, s = _inputs(x, y)
     w = np.asarray(w, dtype=np.float64)

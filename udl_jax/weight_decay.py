@@ -82,8 +82,8 @@ def zero_loss_run(factory: Callable[..., optax.GradientTransformation], params, 
         traced, so runs that differ only in them share one compilation.
 
     Returns:
-      (steps + 1,) float64 NumPy array: the Euclidean norm of all parameters before each step
-      and after the last.
+      The Euclidean norm of all parameters before each step and after the last, a float64
+      NumPy array of shape ``(steps + 1,)``.
     """
     if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")

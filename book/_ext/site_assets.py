@@ -10,6 +10,9 @@ Jupyter Book always loads sphinx-thebe, which adds its configuration script to e
 twice; the second copy throws "Identifier 'THEBE_JS_URL' has already been declared" in every
 reader's console. The book has no Thebe (live code) button (``launch_buttons.thebe`` is off),
 so its script, its configuration and its style sheet are left out of the pages.
+
+It also adds the book's own small style sheet (``static/udl.css`` beside this file): long
+inline code names may wrap, so no page scrolls sideways on a phone.
 """
 
 from __future__ import annotations
@@ -69,7 +72,16 @@ def _after_build(app, exception) -> None:
         remove_source_maps(Path(app.outdir) / "_static")
 
 
+STATIC = Path(__file__).parent / "static"
+
+
+def _add_static(app, config) -> None:
+    config.html_static_path = [*config.html_static_path, str(STATIC)]
+
+
 def setup(app):
+    app.connect("config-inited", _add_static)
+    app.add_css_file("udl.css")
     # Late (priority 900), after other extensions have copied their files into _static.
     app.connect("build-finished", _after_build, priority=900)
     app.connect("html-page-context", _drop_thebe, priority=900)

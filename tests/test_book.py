@@ -208,3 +208,20 @@ def test_chapter_links_the_api_it_uses(nb):
     assert api_links.update(nb, write=False), (
         f"{nb.name}: its api-links cell is out of date; run `python tools/api_links.py`"
     )
+
+
+def test_robustness_record_and_ledger_cover_every_chapter():
+    """book/robustness.json (written by tools/robustness.py, read by the robustness page and the
+    claims ledger) has every chapter under the same seeds, and both pages are in the TOC."""
+    runs = json.loads((ROOT / "book" / "robustness.json").read_text())
+    seeds = {}
+    for r in runs:
+        seeds.setdefault(r["chapter"], set()).add(r["seed"])
+    missing = sorted({nb.stem for nb in NOTEBOOKS} - set(seeds))
+    assert not missing, f"not in book/robustness.json: {missing}; run tools/robustness.py on them"
+    assert len({frozenset(s) for s in seeds.values()}) == 1, f"different seeds: {seeds}"
+    toc = (ROOT / "_toc.yml").read_text()
+    assert "book/claims" in toc and "book/robustness" in toc
+    ledger = (ROOT / "book" / "claims.md").read_text()
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}`" in ledger, f"{nb.stem} missing from book/claims.md"

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset
+from .lazy import loglog_slope
 
 __all__ = [
     "angle",
@@ -167,7 +168,7 @@ def log_log_slope(steps, values, *, start: float | None = None) -> float:
     if len(t) < 2 or np.any(t <= 1) or np.any(v <= 0):
         raise ValueError("steps, values: expected at least 2 points with steps > 1 and "
                          "values > 0 in the fitted range")
-    return float(np.polyfit(np.log(np.log(t)), np.log(v), 1)[0])
+    return loglog_slope(np.log(t), v)  # the slope against log t on log-log axes
 
 
 def logistic_loss(outputs: jax.Array, y: jax.Array) -> jax.Array:

@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from udl_jax import data, hessian, models, train
+from udl_jax import data, hessian, losses, models, train
 
 
 def median_time(fn, repeats=7):
@@ -46,7 +46,7 @@ def trained(widths, ds, steps=2000, seed=0):
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
 
     def loss_fn(p):
-        return train.cross_entropy(apply_fn(p, x), y)
+        return losses.cross_entropy(apply_fn(p, x), y)
 
     return apply_fn, params, x, y, loss_fn
 
@@ -63,7 +63,7 @@ def product_costs(widths, ds):
     grad = jax.jit(jax.grad(loss_flat))
     fwd_rev = hessian.hessian_operator(loss_fn, params)
     rev_rev = jax.jit(lambda f, v: jax.grad(lambda g: jnp.vdot(jax.grad(loss_flat)(g), v))(f))
-    ggn = hessian.gauss_newton_operator(apply_fn, train.cross_entropy, params, x, y)
+    ggn = hessian.gauss_newton_operator(apply_fn, losses.cross_entropy, params, x, y)
     fisher = hessian.fisher_operator(apply_fn, params, x)
     calls = {"grad": lambda: grad(flat), "fwd_rev": lambda: fwd_rev(v),
              "rev_rev": lambda: rev_rev(flat, v), "ggn": lambda: ggn(v),

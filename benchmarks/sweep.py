@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from udl_jax import data, models, sweeps, train
+from udl_jax import data, losses, models, sweeps, train
 
 LEARNING_RATE = 3e-3  # chapter 10's settings
 BATCH = 100
@@ -80,7 +80,7 @@ def naive_one(ds, y, width, seed, steps):
     def step(params, opt_state, key):
         idx = jax.random.randint(key, (BATCH,), 0, x.shape[0])
         loss, g = jax.value_and_grad(
-            lambda p: train.cross_entropy(apply_fn(p, x[idx]), y[idx]))(params)
+            lambda p: losses.cross_entropy(apply_fn(p, x[idx]), y[idx]))(params)
         updates, opt_state = tx.update(g, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -93,7 +93,7 @@ def naive_one(ds, y, width, seed, steps):
         params, opt_state, loss = step(params, opt_state, k)
     jax.block_until_ready(loss)
     t2 = time.perf_counter()
-    acc = float(train.accuracy(apply_fn(params, jnp.asarray(ds.x_test)), jnp.asarray(ds.y_test)))
+    acc = float(losses.accuracy(apply_fn(params, jnp.asarray(ds.x_test)), jnp.asarray(ds.y_test)))
     return t1 - t0, t2 - t1, acc
 
 

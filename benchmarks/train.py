@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from udl_jax import data, models, train
+from udl_jax import data, losses, models, train
 
 WIDTHS = (40, 100, 100, 10)
 
@@ -52,7 +52,7 @@ def hand_written(ds, steps):
     def step(carry, key):
         p, o = carry
         idx = jax.random.randint(key, (100,), 0, x.shape[0])
-        loss, g = jax.value_and_grad(lambda p: train.cross_entropy(apply_fn(p, x[idx]), y[idx]))(p)
+        loss, g = jax.value_and_grad(lambda p: losses.cross_entropy(apply_fn(p, x[idx]), y[idx]))(p)
         u, o = tx.update(g, o, p)
         return (optax.apply_updates(p, u), o), loss
 

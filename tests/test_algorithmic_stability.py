@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from udl_jax import algorithmic_stability as stab
-from udl_jax import data, models, train
+from udl_jax import data, losses, models
 
 
 def _tiny(seed=0, n=40, d=5, k=3):
@@ -141,18 +141,18 @@ def test_per_example_gradients_match_a_loop():
     apply_fn, params, _ = models.functional(model)
     ds = _tiny()
 
-    def one(p, xi, yi):
-        return train.cross_entropy(apply_fn(p, xi[None]), yi[None])
+    def one(p, xi, yi):  # one example, written out
+        return losses.cross_entropy(apply_fn(p, xi[None]), yi[None])
 
-    g = jax.jit(lambda p: stab.per_example_gradients(one, p, ds.x[:6], ds.y[:6]))(params)
+    batch_loss = models.loss_fn(model)
+    g = jax.jit(lambda p: stab.per_example_gradients(batch_loss, p, ds.x[:6], ds.y[:6]))(params)
     ref_grad = jax.jit(lambda p, xi, yi: jax.flatten_util.ravel_pytree(
         jax.grad(one)(p, xi, yi))[0])
     for i in range(6):
         ref = ref_grad(params, ds.x[i], ds.y[i])
         np.testing.assert_allclose(g[i], ref, rtol=1e-5, atol=1e-7)
     # the mean of per-example gradients is the gradient of the mean loss
-    full = jax.jit(jax.grad(lambda p: train.cross_entropy(apply_fn(p, ds.x[:6]),
-                                                          ds.y[:6])))(params)
+    full = jax.jit(jax.grad(models.loss_fn(model, ds.x[:6], ds.y[:6])))(params)
     np.testing.assert_allclose(g.mean(0), jax.flatten_util.ravel_pytree(full)[0], rtol=1e-4,
                                atol=1e-6)
 

@@ -301,3 +301,36 @@ def test_lanczos_convergence_matches_top_eigenpairs():
     assert true.min() > 1e-8 and res.min() < 1e-10, (true.min(), res.min())
     with pytest.raises(ValueError, match="tol"):
         hs.top_eigenpairs(op, None, None, k=1, tol=1e-9, v0=v0)
+
+
+def _spd(p=12, seed=0, lam_min=-1.0):
+    """A random symmetric matrix with eigenvalues from lam_min to 3 and a top one of 5."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(p, p)))
+    lam = np.linspace(lam_min, 3.0, p)
+    lam[-1] = 5.0
+    return (q * lam) @ q.T, lam, q
+
+
+def test_lanczos_top_matches_numpy_eigh():
+    a, lam, _ = _spd()
+    a32 = jnp.asarray(a, jnp.float32)
+    v0 = jax.random.normal(jax.random.key(0), (a.shape[0],))
+    val, vec = jax.jit(lambda v: hs.lanczos_top(lambda u: a32 @ u, v, 12))(v0)
+    ref_val, ref_vecs = np.linalg.eigh(a)
+    np.testing.assert_allclose(val, ref_val[-1], rtol=1e-5)
+    np.testing.assert_allclose(abs(np.dot(vec, ref_vecs[:, -1])), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vec), 1.0, atol=1e-6)
+
+
+def test_lanczos_top_warm_start_at_an_eigenvector_breaks_down_cleanly():
+    """Starting on the top eigenvector, the Krylov space is invariant after one product; the
+    restart must not produce NaNs or spurious Ritz values."""
+    a, lam, q = _spd()
+    a32 = jnp.asarray(a, jnp.float32)
+    val, vec = hs.lanczos_top(lambda u: a32 @ u, jnp.asarray(q[:, -1], jnp.float32), 5)
+    np.testing.assert_allclose(val, 5.0, rtol=1e-5)
+    assert np.all(np.isfinite(vec))
+    # a start on a *lower* eigenvector is restarted and still finds the top within 12 steps
+    val, _ = hs.lanczos_top(lambda u: a32 @ u, jnp.asarray(q[:, 0], jnp.float32), 12)
+    np.testing.assert_allclose(val, 5.0, rtol=1e-5)

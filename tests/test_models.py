@@ -276,3 +276,51 @@ def test_mlp_dropout_zeroes_units_in_training_only_and_keeps_the_init():
     for bad in (-0.1, 1.0, True, "0.5"):
         with pytest.raises(ValueError, match="dropout"):
             models.MLP(widths, dropout=bad, rngs=nnx.Rngs(0))
+
+
+def test_loss_fn_is_the_models_loss_and_its_gradient_matches_finite_differences():
+    """``models.loss_fn(model, x, y)(params)`` is ``loss(model(x), y)``; its gradient agrees with
+    central differences; it accepts other parameters of the same architecture; training mode
+    uses the batch's statistics."""
+    from udl_jax import losses
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 16).astype(np.int32)
+    model = models.MLP((5, 8, 3), activation="tanh", rngs=nnx.Rngs(0))  # smooth: FD is exact
+    params = nnx.state(model, nnx.Param)
+    f = models.loss_fn(model, x, y)
+    np.testing.assert_allclose(f(params), losses.cross_entropy(model(jnp.asarray(x)), y),
+                               rtol=1e-6)
+    g = models.loss_fn(model, x, y, "mse")
+    np.testing.assert_allclose(g(params), losses.mse(model(jnp.asarray(x)), y), rtol=1e-6)
+    other = nnx.state(models.MLP((5, 8, 3), activation="tanh", rngs=nnx.Rngs(1)), nnx.Param)
+    np.testing.assert_allclose(
+        f(other), losses.cross_entropy(nnx.merge(nnx.graphdef(model), other)(x), y), rtol=1e-6
+    )
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    grad = jax.flatten_util.ravel_pytree(jax.grad(f)(params))[0]
+    v = jnp.asarray(rng.normal(size=flat.shape).astype(np.float32))
+    v = v / jnp.linalg.norm(v)
+    h = 1e-2
+    fd = (f(unravel(flat + h * v)) - f(unravel(flat - h * v))) / (2 * h)
+    np.testing.assert_allclose(jnp.vdot(grad, v), fd, rtol=1e-2)
+
+    bn = models.MLP((5, 8, 3), normalization="batch", rngs=nnx.Rngs(0))
+    bn_params = nnx.state(bn, nnx.Param)
+    bn.train()
+    np.testing.assert_allclose(
+        models.loss_fn(bn, x, y, train=True)(bn_params),
+        losses.cross_entropy(bn(jnp.asarray(x)), y), rtol=1e-5)
+    bn.eval()
+    np.testing.assert_allclose(models.loss_fn(bn, x, y)(bn_params),
+                               losses.cross_entropy(bn(jnp.asarray(x)), y), rtol=1e-5)
+    batch = models.loss_fn(model)  # without data: a loss of (params, x, y)
+    np.testing.assert_allclose(batch(params, x[:4], y[:4]),
+                               losses.cross_entropy(model(jnp.asarray(x[:4])), y[:4]), rtol=1e-6)
+    with pytest.raises(ValueError, match="x, y"):
+        models.loss_fn(model, x, y[:5])
+    with pytest.raises(ValueError, match="x, y"):
+        models.loss_fn(model, x)
+    with pytest.raises(ValueError, match="loss"):
+        models.loss_fn(model, x, y, "hinge")

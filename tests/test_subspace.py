@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from udl_jax import bounds, data, models, subspace, train
+from udl_jax import bounds, data, losses, models, subspace, train
 
 WIDTHS = (5, 7, 6, 3)
 
@@ -62,7 +62,7 @@ def test_subspace_model_trains_with_fit_and_only_z_changes():
     assert hist.train_accuracy[-1] > 0.8 > hist.train_accuracy[0] - 0.3
     np.testing.assert_array_equal(trained.theta0[...], m.theta0[...])
     np.testing.assert_array_equal(trained.projection[...], m.projection[...])
-    err = subspace.error_rate(trained, trained.z[...], ds.x, ds.y)
+    err = 1 - float(losses.accuracy(trained(jnp.asarray(ds.x)), jnp.asarray(ds.y)))
     assert err == pytest.approx(1 - hist.train_accuracy[-1], abs=1e-6)
 
 
@@ -71,7 +71,7 @@ def test_gibbs_errors_reduce_to_deterministic_error_at_tiny_sigma_and_grow_with_
     m = subspace.SubspaceMLP(models.MLP((2, 16, 2), rngs=nnx.Rngs(0)), 10, key=jax.random.key(1))
     m, _ = train.fit(m, ds, key=jax.random.key(2), steps=200, learning_rate=0.05, progress=False)
     mu = m.z[...]
-    e0 = subspace.error_rate(m, mu, ds.x, ds.y)
+    e0 = 1 - float(losses.accuracy(m.apply(mu, jnp.asarray(ds.x)), jnp.asarray(ds.y)))
     tiny = subspace.gibbs_errors(
         m, mu, 1e-7 * jnp.ones(10), ds.x, ds.y, key=jax.random.key(3), num_samples=5
     )

@@ -184,6 +184,35 @@ def test_fit_many_equals_separate_fits():
     np.testing.assert_allclose(hist_seq.train_loss, hist.train_loss, rtol=2e-4)
 
 
+def _raw(leaf):
+    """A state leaf as a NumPy array (PRNG key arrays as their key data)."""
+    if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    return np.asarray(leaf)
+
+
+def test_fit_many_carries_dropout_rng_state_per_model_in_groups_or_not():
+    """Dropout's RNG state (typed PRNG keys in ``rest``) is stacked, trained and unstacked per
+    model: all at once and in groups of one give the same models, and each model's key moved."""
+    ds = _mnist_small()
+    ms = [models.MLP((40, 32, 10), dropout=0.5, rngs=nnx.Rngs(s)) for s in range(3)]
+    kw = dict(key=jax.random.key(3), steps=20, learning_rate=1e-2, batch_size=32)
+    together, h1 = train.fit_many(ms, ds, **kw)
+    grouped, h2 = train.fit_many(ms, ds, models_per_batch=1, **kw)
+    np.testing.assert_allclose(h1.train_loss, h2.train_loss, rtol=1e-5)
+    for a, b, m in zip(together, grouped, ms, strict=True):
+        rest_a, rest_b, rest_0 = (
+            jax.tree.leaves(nnx.state(n, nnx.Not(nnx.Param))) for n in (a, b, m)
+        )
+        assert any(jnp.issubdtype(r.dtype, jax.dtypes.prng_key) for r in rest_a)
+        for ra, rb in zip(rest_a, rest_b, strict=True):
+            np.testing.assert_array_equal(_raw(ra), _raw(rb))
+        assert any(
+            not np.array_equal(_raw(ra), _raw(r0)) for ra, r0 in zip(rest_a, rest_0, strict=True)
+        )
+        np.testing.assert_allclose(a.layers[0].w[...], b.layers[0].w[...], atol=1e-6)
+
+
 def test_width_sweep_shares_one_shape_and_matches_unpadded_training():
     ds = _mnist_small()
     widths = (4, 8, 16)
@@ -264,26 +293,6 @@ def test_fit_many_shards_the_model_axis_across_devices(n_devices):
     loss = np.array(sharded["loss"])
     np.testing.assert_allclose(loss, np.array(reference["result"]["loss"]), rtol=1e-5)
     assert loss.shape == (4, 3) and np.all(loss[:, -1] < loss[:, 0])
-
-
-def test_losses_and_accuracy_against_scikit_learn():
-    from sklearn.metrics import accuracy_score, log_loss
-
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(50, 4)).astype(np.float32)
-    y = rng.integers(0, 4, 50).astype(np.int32)
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    np.testing.assert_allclose(train.cross_entropy(jnp.asarray(logits), jnp.asarray(y)),
-                               log_loss(y, probs, labels=range(4)), rtol=1e-5)
-    np.testing.assert_allclose(train.accuracy(jnp.asarray(logits), jnp.asarray(y)),
-                               accuracy_score(y, logits.argmax(1)), rtol=1e-6)
-    onehot = np.eye(4)[y]
-    np.testing.assert_allclose(train.mse(jnp.asarray(logits), jnp.asarray(y)),
-                               0.5 * np.mean(np.sum((logits - onehot) ** 2, 1)), rtol=1e-5)
-    target = rng.normal(size=50).astype(np.float32)
-    np.testing.assert_allclose(train.mse(jnp.asarray(logits[:, :1]), jnp.asarray(target)),
-                               0.5 * np.mean((logits[:, 0] - target) ** 2), rtol=1e-5)
-    assert float(train.accuracy(jnp.asarray(logits[:, :1]), jnp.asarray(target))) == 0.0
 
 
 def test_recorded_outputs_are_the_models_test_predictions_along_training():
@@ -376,3 +385,70 @@ def test_a_schedule_as_learning_rate_trains_and_reports_divergence():
         _, hist = train.fit(m, ds, learning_rate=growing, on_divergence="stop",
                             **{**kw, "steps": 400})
     assert hist.diverged_at is not None
+
+
+def test_optimize_is_gradient_descent_and_adam_as_written_out():
+    """`optimize` with optax.sgd is w <- w - eta grad (closed-form gradient of least squares);
+    with optax.adam it equals optax's own Python loop; losses are taken before each step."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20, 3)).astype(np.float32)
+    b = rng.normal(size=20).astype(np.float32)
+    w0 = {"w": jnp.zeros(3)}
+
+    def loss_fn(p):
+        r = a @ p["w"] - b
+        return 0.5 * jnp.mean(r**2), r
+
+    w = np.zeros(3)
+    expected = []
+    for _ in range(25):
+        r = a @ w - b
+        expected.append(0.5 * np.mean(r**2))
+        w = w - 0.1 * a.T @ r / len(b)
+    params, _, losses_, aux = jax.jit(
+        lambda p: train.optimize(loss_fn, optax.sgd(0.1), p, 25)
+    )(w0)
+    np.testing.assert_allclose(params["w"], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(losses_, expected, rtol=1e-5)
+    assert aux.shape == (25, 20)
+
+    tx = optax.adam(0.05)
+    p, state = w0, tx.init(w0)
+    for _ in range(10):
+        g = jax.grad(lambda q: loss_fn(q)[0])(p)
+        updates, state = tx.update(g, state, p)
+        p = optax.apply_updates(p, updates)
+    got, *_ = train.optimize(loss_fn, tx, w0, 10)
+    np.testing.assert_allclose(got["w"], p["w"], rtol=1e-5, atol=1e-7)
+    # continuing from a state: 4 + 6 steps are 10 steps
+    p4, s4, *_ = train.optimize(loss_fn, tx, w0, 4)
+    p10, *_ = train.optimize(loss_fn, tx, p4, 6, opt_state=s4)
+    np.testing.assert_allclose(p10["w"], got["w"], rtol=1e-6, atol=1e-7)
+
+
+def test_optimize_takes_per_step_inputs_and_vmaps_over_initializations():
+    """Per-step inputs (here: which data point) reach the loss in order; vmap over two
+    initializations equals two separate runs."""
+    x = jnp.arange(6.0)
+
+    def loss_fn(p, i):  # step t pulls p towards x[i_t]
+        return 0.5 * (p - x[i]) ** 2, i
+
+    idx = jnp.array([5, 0, 3, 3, 1])
+    p, _, losses_, seen = train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(2.0), xs=idx)
+    q, expected = 2.0, []
+    for i in np.asarray(idx):
+        expected.append(0.5 * (q - float(x[i])) ** 2)
+        q = q - 0.5 * (q - float(x[i]))
+    np.testing.assert_allclose(p, q, rtol=1e-6)
+    np.testing.assert_allclose(losses_, expected, rtol=1e-6)
+    np.testing.assert_array_equal(seen, idx)
+    both = jax.vmap(lambda p0: train.optimize(loss_fn, optax.sgd(0.5), p0, xs=idx)[0])(
+        jnp.array([2.0, -1.0])
+    )
+    one = train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(-1.0), xs=idx)[0]
+    np.testing.assert_allclose(both, [p, one], rtol=1e-6)
+    with pytest.raises(ValueError, match="steps"):
+        train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(0.0), 0)
+    with pytest.raises(ValueError, match="xs"):
+        train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(0.0), 3, xs=idx)

@@ -2,9 +2,13 @@
 
 Small modules of pure functions over pytrees that every chapter imports:
 
-- `udl_jax.data`: MNIST-1D generated offline, toy sets, randomization transforms, tabular sets.
-- `udl_jax.models`: Flax NNX models and the bridge to ``(apply_fn, params, rest)``.
-- `udl_jax.train`: training as ``lax.scan`` chunks under one ``jit``; many models at once.
+- `udl_jax.data`: MNIST-1D generated offline, toy sets, randomization transforms.
+- `udl_jax.models`: Flax NNX models, the bridge to ``(apply_fn, params, rest)`` and to a loss of
+  the parameters, ``loss_fn(params)``.
+- `udl_jax.losses`: the loss convention ``loss(outputs, y)``: cross-entropy, squared error,
+  accuracy.
+- `udl_jax.train`: the optimizer step and scan every loop uses; training as ``lax.scan`` chunks
+  under one ``jit``; many models at once.
 - `udl_jax.shallow`: one-hidden-layer ReLU networks as sums of hinges.
 - `udl_jax.regions`: activation patterns and exact linear-region counting for ReLU networks.
 - `udl_jax.hessian`: Hessian-vector products, Lanczos spectra, sharpness.

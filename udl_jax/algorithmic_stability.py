@@ -37,16 +37,16 @@ from . import train
 from .data import Dataset
 
 __all__ = [
+    "replace_one",
     "CoupledRuns",
-    "coherence",
-    "convex_stability_bound",
     "coupled_fits",
     "loss_divergence",
-    "nonconvex_stability_bound",
     "parameter_distance",
-    "per_example_gradients",
-    "replace_one",
     "softmax_regression_constants",
+    "convex_stability_bound",
+    "nonconvex_stability_bound",
+    "per_example_gradients",
+    "coherence",
 ]
 
 
@@ -290,8 +290,9 @@ def per_example_gradients(loss_fn: Callable, params, x, y) -> jax.Array:
     """The gradient of each example's loss, flattened: an (m, P) array.
 
     Args:
-      loss_fn: ``loss_fn(params, x_i, y_i)`` -> scalar, the loss of *one* example (e.g.
-        ``lambda p, xi, yi: train.cross_entropy(apply_fn(p, xi[None]), yi[None])``).
+      loss_fn: ``loss_fn(params, x, y)`` -> scalar, the mean loss of a batch, e.g.
+        ``models.loss_fn(model)`` (`udl_jax.models.loss_fn`); it is evaluated on batches of
+        one example, ``(x[i:i+1], y[i:i+1])``.
       params: the parameter pytree.
       x: (m, ...) inputs; y: (m,) targets.
 
@@ -301,7 +302,7 @@ def per_example_gradients(loss_fn: Callable, params, x, y) -> jax.Array:
     """
     if len(x) != len(y):
         raise ValueError(f"x, y: expected equal lengths, got {len(x)} and {len(y)}")
-    grad = jax.grad(lambda p, xi, yi: loss_fn(p, xi, yi))
+    grad = jax.grad(lambda p, xi, yi: loss_fn(p, xi[None], yi[None]))
     return jax.vmap(lambda xi, yi: ravel_pytree(grad(params, xi, yi))[0])(
         jnp.asarray(x), jnp.asarray(y)
     )

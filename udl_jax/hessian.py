@@ -39,10 +39,41 @@ import threadpoolctl
 from jax.flatten_util import ravel_pytree
 from scipy.linalg import eigh_tridiagonal
 
+__all__ = [
+    "hessian_vector_product",
+    "gauss_newton_vector_product",
+    "fisher_vector_product",
+    "LIKELIHOODS",
+    "Operator",
+    "hessian_operator",
+    "gauss_newton_operator",
+    "fisher_operator",
+    "matrix_operator",
+    "to_dense",
+    "dense_eigenvalues",
+    "dense_hessian",
+    "DENSE_MAX_PARAMS",
+    "lanczos",
+    "lanczos_top",
+    "lanczos_convergence",
+    "top_eigenpairs",
+    "sharpness",
+    "power_iteration",
+    "residual_norms",
+    "rademacher_probes",
+    "hutchinson_trace",
+    "slq_density",
+    "SpectralDensity",
+    "spectral_sum",
+    "effective_dimension",
+]
+
+
 DENSE_MAX_PARAMS = 10_000
 """Largest P for which `dense_hessian` builds a matrix by default (P^2 floats: 400 MB)."""
 
 LIKELIHOODS = ("categorical", "gaussian")
+"""The output distributions `fisher_vector_product` knows: softmax and unit-variance Gaussian."""
 
 
 # ------------------------------------------------------------------------------ products
@@ -69,7 +100,7 @@ def hessian_vector_product(loss_fn: Callable, params, v):
 
     Args:
       loss_fn: a scalar function of a parameter pytree, e.g.
-        ``lambda p: train.mse(apply_fn(p, x), y)`` with ``apply_fn, params, _ =
+        ``models.loss_fn(model, x, y, "mse")`` with ``_, params, _ =
         models.functional(model)``.
       params: the point at which ``H`` is taken (a pytree).
       v: a pytree with the structure and shapes of ``params``.
@@ -101,7 +132,7 @@ def gauss_newton_vector_product(apply_fn: Callable, loss_of_outputs: Callable, p
 
     Args:
       apply_fn: ``apply_fn(params, x)`` -> outputs, e.g. from `udl_jax.models.functional`.
-      loss_of_outputs: ``loss(outputs, y)`` -> scalar, e.g. `udl_jax.train.cross_entropy`.
+      loss_of_outputs: ``loss(outputs, y)`` -> scalar, e.g. `udl_jax.losses.cross_entropy`.
       params: parameter pytree.
       x, y: the inputs and targets over which the loss is taken.
       v: a pytree like ``params``.
@@ -140,10 +171,10 @@ def fisher_vector_product(apply_fn: Callable, params, x, v, *, likelihood: str =
     Fisher of the model's *own* predictive distribution (Martens 2020, sections 5 and 9):
 
     - ``"categorical"`` (softmax of the outputs): ``Lambda_i = diag(p_i) - p_i p_i^T``. This
-      equals the Gauss-Newton matrix of the mean cross-entropy (`udl_jax.train.cross_entropy`)
+      equals the Gauss-Newton matrix of the mean cross-entropy (`udl_jax.losses.cross_entropy`)
       exactly, with any labels.
     - ``"gaussian"`` (unit variance): ``Lambda_i = I``, which is the Gauss-Newton matrix of
-      `udl_jax.train.mse` (half the mean squared error).
+      `udl_jax.losses.mse` (half the mean squared error).
 
     This is *not* the "empirical Fisher" ``(1/n) sum_i g_i g_i^T`` built from the gradients at
     the observed labels, which Kunstner et al. (2019) and Martens (2020, section 11) warn
@@ -524,6 +555,44 @@ def _ritz(alphas, betas):
     return eigh_tridiagonal(a, b)
 
 
+def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int):
+    """Top (largest algebraic) eigenpair of a symmetric operator from ``num_iter`` Lanczos steps.
+
+    The same Lanczos step as `lanczos` (full reorthogonalization, a restart
+    orthogonal to the basis if the Krylov space becomes invariant, e.g. when ``v0`` is already
+    an eigenvector), run for a fixed number of products inside ``lax.fori_loop``: pure and
+    jittable, with no host round trips, unlike the adaptive `top_eigenpairs`.
+    `udl_jax.stability.gd_with_sharpness` runs it between gradient steps.
+    The largest eigenvalue of the tridiagonal ``T`` and its Ritz vector approximate the top
+    eigenpair (Golub & Van Loan 2013, section 10.1).
+
+    Args:
+      matvec: symmetric linear map on (P,) vectors, jax-traceable.
+      v0: (P,) nonzero starting vector, e.g. the previous top eigenvector (a warm start).
+      num_iter: m, the number of products, 1 <= m <= P.
+
+    Returns:
+      ``(eigenvalue, eigenvector)``: a scalar and a (P,) unit vector.
+    """
+    p = v0.shape[0]
+    if not 1 <= num_iter <= p:
+        raise ValueError(f"num_iter: expected an int in [1, P={p}], got {num_iter!r}")
+    q = v0 / jnp.linalg.norm(v0)
+    basis = jnp.zeros((num_iter, p), v0.dtype).at[0].set(q)
+
+    def body(j, state):
+        basis, q, alphas, betas = state
+        basis, alpha, beta, q = _lanczos_update(basis, matvec(q), j)
+        return basis, q, alphas.at[j].set(alpha), betas.at[j].set(beta)
+
+    zeros = jnp.zeros(num_iter, v0.dtype)
+    basis, _, alphas, betas = jax.lax.fori_loop(0, num_iter, body, (basis, q, zeros, zeros))
+    t = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
+    theta, s = jnp.linalg.eigh(t)
+    v = basis.T @ s[:, -1]
+    return theta[-1], v / jnp.linalg.norm(v)
+
+
 def lanczos_convergence(alphas, betas, which: str = "LA", *, matvec=None, basis=None):
     """The top Ritz value and its relative residual after each Lanczos step.
 
@@ -599,7 +668,7 @@ def _check_k_tol(k, tol, max_iter, p):
         raise ValueError(f"max_iter: expected an int >= k={k} or None, got {max_iter!r}")
 
 
-def _lanczos_top(op, v0, k, tol, max_iter, which):
+def _adaptive_lanczos(op, v0, k, tol, max_iter, which):
     """Adaptive Lanczos: one product per step, stopped on the Ritz residuals."""
     p = op.size
     max_iter = min(p, max_iter)
@@ -705,7 +774,7 @@ def top_eigenpairs(loss_fn, params, key, k: int = 1, tol: float = 1e-3,
         raise ValueError(f"which: expected 'LA' or 'LM', got {which!r}")
     v0 = _start_vector(key, op.size, v0, _dtype(op))
     if method == "lanczos":
-        return _lanczos_top(op, v0, k, tol, max_iter, which)
+        return _adaptive_lanczos(op, v0, k, tol, max_iter, which)
     if method == "eigsh":
         if k >= op.size:
             raise ValueError(f"k: eigsh needs k < P={op.size}, got {k}")

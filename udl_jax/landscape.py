@@ -36,8 +36,26 @@ import numpy as np
 import optax
 from flax import nnx
 
-from udl_jax.models import MLP, functional
-from udl_jax.train import LOSSES
+from . import losses, train
+from .models import MLP, functional
+
+__all__ = [
+    "loss_function",
+    "random_direction",
+    "normalize_direction",
+    "tree_norm",
+    "tree_dot",
+    "slice_1d",
+    "slice_2d",
+    "interpolate",
+    "bezier_point",
+    "bezier_losses",
+    "fit_bezier",
+    "plane_through",
+    "hessian_eigenvalues_2d",
+    "relu_rescale",
+    "NORMALIZATIONS",
+]
 
 NORMALIZATIONS = ("filter", "layer", "none")
 """Direction normalizations, per filter (Li et al. 2018), per leaf (layer), or none (raw)."""
@@ -89,7 +107,7 @@ def loss_function(model: nnx.Module, loss: str | Callable = "cross_entropy"):
 
     Args:
       model: any NNX module; it is evaluated in evaluation mode (`udl_jax.models.functional`).
-      loss: ``"cross_entropy"``, ``"mse"`` (`udl_jax.train.LOSSES`) or a function
+      loss: ``"cross_entropy"``, ``"mse"`` (`udl_jax.losses.LOSSES`) or a function
         ``loss(outputs, y) -> scalar``.
 
     Returns:
@@ -97,10 +115,7 @@ def loss_function(model: nnx.Module, loss: str | Callable = "cross_entropy"):
       parameters ``params`` on inputs x (n, d) and targets y (n,); it accepts the parameters of
       any model with the same architecture. ``params`` is the model's `nnx.State` of parameters.
     """
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
-        loss = LOSSES[loss]
+    loss = losses.resolve(loss)
     apply_fn, params, rest = functional(model)
 
     def loss_fn(params, batch):
@@ -345,8 +360,7 @@ def _bezier_trainer(loss_fn, factory, batch_size):
         tx = tx_fn(**hparams)
         n = jax.tree.leaves(batch)[0].shape[0]
 
-        def step(carry, key):
-            control, opt_state = carry
+        def curve_loss(c, key):  # the loss at one random point of the curve, on one minibatch
             k_t, k_b = jax.random.split(key)
             t = jax.random.uniform(k_t)
             if batch_size is None:
@@ -354,12 +368,9 @@ def _bezier_trainer(loss_fn, factory, batch_size):
             else:
                 idx = jax.random.randint(k_b, (batch_size,), 0, n)
                 mb = jax.tree.map(lambda a: a[idx], batch)
-            value, grad = jax.value_and_grad(
-                lambda c: loss_fn(bezier_point(params_a, c, params_b, t), mb))(control)
-            updates, opt_state = tx.update(grad, opt_state, control)
-            return (optax.apply_updates(control, updates), opt_state), value
+            return loss_fn(bezier_point(params_a, c, params_b, t), mb), None
 
-        (control, _), values = jax.lax.scan(step, (control, tx.init(control)), keys)
+        control, _, values, _ = train.optimize(curve_loss, tx, control, xs=keys)
         return control, values
 
     return run

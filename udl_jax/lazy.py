@@ -21,7 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import train
+from . import losses, train
+
+__all__ = [
+    "scaled_gd",
+    "ScaledRun",
+    "weight_changes",
+    "kernel_alignment",
+    "relative_change",
+    "loglog_slope",
+]
 
 
 def relative_change(a, a0) -> jax.Array:
@@ -101,7 +110,7 @@ def loglog_slope(x, y) -> float:
 
 class ScaledRun(NamedTuple):
     """Result of `scaled_gd`: final ``params`` and the (steps + 1,) training ``loss`` of the
-    scaled model g (unscaled MSE, `udl_jax.train.mse`), at initialization and after each step."""
+    scaled model g (unscaled MSE, `udl_jax.losses.mse`), at initialization and after each step."""
 
     params: object
     loss: jax.Array
@@ -121,7 +130,7 @@ def scaled_gd(
     """Full-batch gradient descent on the scaled model of Chizat, Oyallon & Bach (2019).
 
     The model is ``g(w, x) = alpha (f(w, x) - f(w_0, x))`` (``center=False``: ``alpha f(w, x)``)
-    and the loss ``mse(g(w, X), y) / alpha^2`` (`udl_jax.train.mse`), minimized by
+    and the loss ``mse(g(w, X), y) / alpha^2`` (`udl_jax.losses.mse`), minimized by
     ``optax.sgd(learning_rate)`` for ``steps`` steps inside one ``lax.scan``. The gradient is
     ``J^T (g - y) / alpha``, so g evolves as ``dg/dt = -(eta / n) Theta (g - y)``, with the
     NTK Theta of f, for every alpha, while the weights move ``1/alpha`` as far (Chizat et al.
@@ -150,17 +159,9 @@ def scaled_gd(
         return alpha * (apply_fn(params, x) - f0)
 
     def loss_fn(params):
-        mse = train.mse(g(params), y)
+        mse = losses.mse(g(params), y)
         return mse / alpha**2, mse
 
-    tx = optax.sgd(learning_rate)
-
-    def step(carry, _):
-        params, opt_state = carry
-        (_, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), mse
-
-    (params, _), losses = jax.lax.scan(step, (params0, tx.init(params0)), None, length=steps)
-    final = train.mse(g(params), y)
-    return ScaledRun(params, jnp.concatenate([losses, final[None]]))
+    params, _, _, mses = train.optimize(loss_fn, optax.sgd(learning_rate), params0, steps)
+    final = losses.mse(g(params), y)
+    return ScaledRun(params, jnp.concatenate([mses, final[None]]))

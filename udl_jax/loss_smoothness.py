@@ -80,8 +80,8 @@ def probe_along_gradient(loss_fn: Callable, params, step_sizes) -> GradientProbe
         raise ValueError(
             f"step_sizes: expected a 1-D sequence of positive numbers, got {step_sizes!r}"
         )
-    loss, grad, values, changes = _probe(loss_fn, params, jnp.asarray(etas, jnp.float32))
-    gnorm = float(jnp.sqrt(_sq_norm(grad)))
+    loss, gnorm, values, changes = _probe(loss_fn, params, jnp.asarray(etas, jnp.float32))
+    gnorm = float(gnorm)
     if not np.isfinite(gnorm) or gnorm == 0:
         raise ValueError(f"params: the gradient norm is {gnorm}; nothing to probe along")
     return GradientProbe(etas, np.asarray(values, np.float64), np.asarray(changes, np.float64),
@@ -90,13 +90,15 @@ def probe_along_gradient(loss_fn: Callable, params, step_sizes) -> GradientProbe
 
 @functools.partial(jax.jit, static_argnums=0)
 def _probe(loss_fn, params, etas):
-    loss, grad = jax.value_and_grad(loss_fn)(params)
+    # One jitted value_and_grad, called twice: traced and lowered once.
+    value_and_grad = jax.jit(jax.value_and_grad(loss_fn))
+    loss, grad = value_and_grad(params)
 
     def at(eta):
         moved = jax.tree.map(lambda p, g: p - eta * g, params, grad)
-        value, g2 = jax.value_and_grad(loss_fn)(moved)
+        value, g2 = value_and_grad(moved)
         diff = jax.tree.map(lambda a, b: a - b, g2, grad)
         return value, jnp.sqrt(_sq_norm(diff))
 
     values, changes = jax.lax.map(at, etas)
-    return loss, grad, values, changes
+    return loss, jnp.sqrt(_sq_norm(grad)), values, changes

@@ -16,6 +16,23 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from . import losses
+
+__all__ = [
+    "MLP",
+    "CNN1D",
+    "Dense",
+    "Mask",
+    "functional",
+    "loss_fn",
+    "recompute_batch_stats",
+    "param_count",
+    "standard_normal",
+    "ACTIVATIONS",
+    "PARAMETRIZATIONS",
+    "NORMALIZATIONS",
+]
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
@@ -359,6 +376,59 @@ def functional(model: nnx.Module, *, train: bool = False):
         return nnx.merge(graphdef, params, rest, copy=True)(x)
 
     return apply_fn, params, rest0
+
+
+def loss_fn(
+    model: nnx.Module,
+    x=None,
+    y=None,
+    loss: str | Callable = "cross_entropy",
+    *,
+    train: bool = False,
+):
+    """The loss of ``model`` as a function of its parameters: ``loss_fn(params)``.
+
+    The one bridge from a model to everything that differentiates a loss with respect to the
+    parameters (`udl_jax.hessian`, `udl_jax.stability`, `udl_jax.loss_smoothness`,
+    `udl_jax.algorithmic_stability`, the chapters): ``models.loss_fn(model, x, y)(params)`` is
+    ``loss(model(x), y)`` with the model's parameters replaced by ``params`` (any pytree like
+    ``nnx.state(model, nnx.Param)``). Without data, ``models.loss_fn(model)(params, x, y)``
+    takes the batch as arguments (minibatches, one example at a time).
+
+    Args:
+      model: any NNX module (not changed; see `functional`).
+      x: (n, ...) inputs, or None (with ``y``) for a loss of ``(params, x, y)``.
+      y: (n,) integer labels or (n, k) / (n,) real targets, or None.
+      loss: ``"cross_entropy"``, ``"mse"`` or a function ``loss(outputs, y) -> scalar``
+        (`udl_jax.losses`).
+      train: evaluate in training mode (batch norm on the batch's statistics, dropout drawn
+        from the model's RNG state, which stays fixed between calls).
+
+    Returns:
+      A pure function ``loss_fn(params) -> scalar`` (``loss_fn(params, x, y)`` without data).
+      Define it once and reuse it: functions that compile per ``loss_fn`` object (e.g.
+      `udl_jax.hessian.sharpness`) then compile once.
+    """
+    loss = losses.resolve(loss)
+    apply_fn, _, rest = functional(model, train=train)
+
+    def batch_loss(params, x, y):
+        return loss(apply_fn(params, x, rest=rest), y)
+
+    if x is None and y is None:
+        return batch_loss
+    if x is None or y is None:
+        raise ValueError("x, y: expected both (a loss of params) or neither (of params, x, y)")
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x, y: expected the same number of samples, got {x.shape[0]} and {y.shape[0]}"
+        )
+
+    def loss_of_params(params):
+        return batch_loss(params, x, y)
+
+    return loss_of_params
 
 
 def recompute_batch_stats(model: nnx.Module, x) -> nnx.Module:

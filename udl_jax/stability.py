@@ -20,46 +20,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
-from .hessian import _lanczos_update
+from . import train
+from .hessian import lanczos_top
 
-
-def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int):
-    """Top (largest algebraic) eigenpair of a symmetric operator from ``num_iter`` Lanczos steps.
-
-    The same Lanczos step as `udl_jax.hessian.lanczos` (full reorthogonalization, a restart
-    orthogonal to the basis if the Krylov space becomes invariant, e.g. when ``v0`` is already
-    an eigenvector), run for a fixed number of products inside ``lax.fori_loop``: pure and
-    jittable, with no host round trips, unlike the adaptive `udl_jax.hessian.top_eigenpairs`.
-    The largest eigenvalue of the tridiagonal ``T`` and its Ritz vector approximate the top
-    eigenpair (Golub & Van Loan 2013, section 10.1).
-
-    Args:
-      matvec: symmetric linear map on (P,) vectors, jax-traceable.
-      v0: (P,) nonzero starting vector, e.g. the previous top eigenvector (a warm start).
-      num_iter: m, the number of products, 1 <= m <= P.
-
-    Returns:
-      ``(eigenvalue, eigenvector)``: a scalar and a (P,) unit vector.
-    """
-    p = v0.shape[0]
-    if not 1 <= num_iter <= p:
-        raise ValueError(f"num_iter: expected an int in [1, P={p}], got {num_iter!r}")
-    q = v0 / jnp.linalg.norm(v0)
-    basis = jnp.zeros((num_iter, p), v0.dtype).at[0].set(q)
-
-    def body(j, state):
-        basis, q, alphas, betas = state
-        basis, alpha, beta, q = _lanczos_update(basis, matvec(q), j)
-        return basis, q, alphas.at[j].set(alpha), betas.at[j].set(beta)
-
-    zeros = jnp.zeros(num_iter, v0.dtype)
-    basis, _, alphas, betas = jax.lax.fori_loop(0, num_iter, body, (basis, q, zeros, zeros))
-    t = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
-    theta, s = jnp.linalg.eigh(t)
-    v = basis.T @ s[:, -1]
-    return theta[-1], v / jnp.linalg.norm(v)
+__all__ = [
+    "gd_with_sharpness",
+    "GDRun",
+]
 
 
 class GDRun(NamedTuple):
@@ -85,7 +55,10 @@ class GDRun(NamedTuple):
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _run(loss_fn, every, n_chunks, num_iter, num_iter_first, params, learning_rate, v0):
     flat0, unravel = ravel_pytree(params)
-    grad = jax.value_and_grad(loss_fn)
+    tx = optax.sgd(learning_rate)
+
+    def flat_loss(flat):
+        return loss_fn(unravel(flat)), None
 
     def top(flat, v, m):
         def hvp(u):
@@ -94,13 +67,9 @@ def _run(loss_fn, every, n_chunks, num_iter, num_iter_first, params, learning_ra
 
         return lanczos_top(hvp, v, m)
 
-    def gd_step(flat, _):
-        value, g = grad(unravel(flat))
-        return flat - learning_rate * ravel_pytree(g)[0], value
-
     def chunk(carry, _):
         flat, v = carry
-        flat, losses = jax.lax.scan(gd_step, flat, None, length=every)
+        flat, _, losses, _ = train.optimize(flat_loss, tx, flat, every)  # w <- w - eta grad
         lam, v = top(flat, v, num_iter)
         return (flat, v), (losses, lam)
 
@@ -126,17 +95,17 @@ def gd_with_sharpness(
     """Full-batch gradient descent ``theta <- theta - eta grad L(theta)``, tracking the sharpness.
 
     Every ``every`` steps (and at step 0) the top Hessian eigenvalue is estimated by
-    `lanczos_top` with ``num_iter`` Hessian-vector products (forward-over-reverse, Pearlmutter
-    1994), warm-started from the previous eigenvector; the first measurement starts from ``v0``
-    or a random vector and uses ``num_iter_first`` products. Everything runs in one jitted scan,
-    compiled once per ``loss_fn`` object and setting (``every``, ``steps``, ``num_iter``):
-    reuse the same ``loss_fn`` (not a fresh lambda) to share the compilation across learning
-    rates and starting points. The GD steps are those of `udl_jax.train.fit` with
-    ``optimizer=optax.sgd, batch_size=None``.
+    `udl_jax.hessian.lanczos_top` with ``num_iter`` Hessian-vector products (forward-over-
+    reverse, Pearlmutter 1994), warm-started from the previous eigenvector; the first
+    measurement starts from ``v0`` or a random vector and uses ``num_iter_first`` products.
+    Everything runs in one jitted scan, compiled once per ``loss_fn`` object and setting
+    (``every``, ``steps``, ``num_iter``): reuse the same ``loss_fn`` (not a fresh lambda) to
+    share the compilation across learning rates and starting points. The GD steps are those of
+    `udl_jax.train.fit` with ``optimizer=optax.sgd, batch_size=None``.
 
     Args:
       loss_fn: scalar loss of a parameter pytree over the full training set, e.g.
-        ``lambda p: train.mse(apply_fn(p, x), y)``.
+        ``models.loss_fn(model, x, y, "mse")``.
       params: starting parameter pytree (floating point).
       learning_rate: the step size eta (a float; changing it does not recompile).
       steps: number of GD steps, a positive multiple of ``every``.

@@ -24,8 +24,20 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import bounds
+from . import bounds, losses, train
 from .models import ACTIVATIONS, MLP
+
+__all__ = [
+    "SubspaceMLP",
+    "Frozen",
+    "flatten_mlp",
+    "num_mlp_params",
+    "mlp_apply",
+    "gaussian_posterior_bound_objective",
+    "optimize_gaussian_posterior",
+    "snap_to_grid",
+    "gibbs_errors",
+]
 
 
 class Frozen(nnx.Variable):
@@ -131,17 +143,6 @@ class SubspaceMLP(nnx.Module):
         return self.apply(self.z[...], x)
 
 
-def error_rate(model: SubspaceMLP, z, x, y) -> float:
-    """0-1 error of the subspace network at coordinates `z` on ``(x, y)``."""
-    out = _apply_jit(model, jnp.asarray(z, jnp.float32), jnp.asarray(x))
-    return float(jnp.mean(jnp.argmax(out, -1) != jnp.asarray(y)))
-
-
-@nnx.jit
-def _apply_jit(model, z, x):
-    return model.apply(z, x)
-
-
 # --------------------------------------------------------------------- Dziugaite & Roy (2017)
 
 
@@ -165,7 +166,7 @@ def gaussian_posterior_bound_objective(model, mu, log_sigma, log_lambda, x, y, k
     sigma = jnp.exp(log_sigma)
     z = mu + sigma * jax.random.normal(key, mu.shape)
     logits = model.apply(z, x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    ce = losses.cross_entropy(logits, y)
     kl = bounds.kl_diag_gaussians(mu, sigma, 0.0, jnp.exp(0.5 * log_lambda))
     return ce + jnp.sqrt((kl + jnp.log(2 * jnp.sqrt(n) / delta)) / (2 * n)), kl
 
@@ -218,19 +219,13 @@ def optimize_gaussian_posterior(
 def _optimize(model, params, tx, x, y, key, steps, batch_size, delta):
     n = x.shape[0]
 
-    def step(carry, k):
-        p, state = carry
+    def loss_fn(p, k):  # the bound's objective on the minibatch and noise that k draws
         k_batch, k_noise = jax.random.split(k)
         idx = jax.random.randint(k_batch, (batch_size,), 0, n)
-        grads = jax.grad(
-            lambda p: gaussian_posterior_bound_objective(
-                model, *p, x[idx], y[idx], k_noise, n, delta
-            )[0]
-        )(p)
-        updates, state = tx.update(grads, state, p)
-        return (optax.apply_updates(p, updates), state), None
+        value = gaussian_posterior_bound_objective(model, *p, x[idx], y[idx], k_noise, n, delta)
+        return value[0], None
 
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))
+    params, *_ = train.optimize(loss_fn, tx, params, xs=jax.random.split(key, steps))
     return params
 
 

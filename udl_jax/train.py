@@ -27,6 +27,17 @@ import optax
 from flax import nnx
 
 from .data import Dataset
+from .losses import accuracy, cross_entropy, mse, resolve  # noqa: F401 (re-exported)
+
+__all__ = [
+    "fit",
+    "fit_many",
+    "evaluate",
+    "History",
+    "TrainingDiverged",
+    "optimizer_step",
+    "optimize",
+]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -62,35 +73,79 @@ class History:
     test_outputs: np.ndarray | None = None
 
 
-# --------------------------------------------------------------------------------- losses
+# --------------------------------------------------------------------------- the step
 
 
-def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy in nats. logits (n, k), y (n,) int labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+def optimizer_step(loss_fn: Callable, tx: optax.GradientTransformation, params, opt_state, *args):
+    """One step of an optax optimizer on ``loss_fn``: the step every training loop here takes.
 
+    Pure and traceable: `optimize` scans it, `fit` and `fit_many` build their minibatch step on
+    it, and ``jax.vmap`` runs it for a stack of models.
 
-def mse(outputs: jax.Array, y: jax.Array) -> jax.Array:
-    """Half the mean over samples of the squared error ``0.5 * mean_i ||f(x_i) - y_i||^2``.
+    Args:
+      loss_fn: ``loss_fn(params, *args) -> (loss, aux)``, a scalar loss and any auxiliary pytree
+        (e.g. updated batch-norm statistics; ``None`` when there is none). Gradients are taken
+        with respect to ``params`` only.
+      tx: an optax gradient transformation, e.g. ``optax.sgd(0.1)``.
+      params: the parameter pytree.
+      opt_state: ``tx``'s state for ``params`` (``tx.init(params)``).
+      *args: further arguments of ``loss_fn`` (a minibatch, a PRNG key, a model's state).
 
-    Integer labels are one-hot encoded (regression on class indicators); a target of shape
-    (n,) is compared with a single-output network's (n, 1) outputs.
+    Returns:
+      ``(params, opt_state, loss, aux)``: the parameters and optimizer state after the step, and
+      the loss and auxiliary output at the parameters *before* it.
     """
-    if jnp.issubdtype(y.dtype, jnp.integer):
-        y = jax.nn.one_hot(y, outputs.shape[-1])
-    elif y.ndim == outputs.ndim - 1:
-        y = y[..., None]
-    return 0.5 * jnp.mean(jnp.sum((outputs - y) ** 2, axis=-1))
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, aux
 
 
-LOSSES: dict[str, Callable] = {"cross_entropy": cross_entropy, "mse": mse}
+def optimize(
+    loss_fn: Callable,
+    tx: optax.GradientTransformation,
+    params,
+    steps: int | None = None,
+    *,
+    xs=None,
+    opt_state=None,
+):
+    """``steps`` optimizer steps on ``loss_fn`` inside one ``lax.scan`` (`optimizer_step`).
 
+    Pure and traceable (jit it, or vmap it over initializations); the loop is compiled once.
 
-def accuracy(outputs: jax.Array, y: jax.Array) -> jax.Array:
-    """Fraction of samples whose arg-max output is the label (0 for real-valued targets)."""
-    if not jnp.issubdtype(y.dtype, jnp.integer):
-        return jnp.zeros(())
-    return jnp.mean(jnp.argmax(outputs, axis=-1) == y)
+    Args:
+      loss_fn: ``loss_fn(params) -> (loss, aux)``, or with ``xs``, ``loss_fn(params, x_t) ->
+        (loss, aux)`` where ``x_t`` is step t's slice of ``xs`` (a minibatch index, a PRNG key).
+      tx: an optax gradient transformation.
+      params: the initial parameter pytree.
+      steps: the number of steps; may be omitted when ``xs`` is given (its leading length).
+      xs: optional per-step inputs, a pytree of arrays with leading axis ``steps``.
+      opt_state: the optimizer state to continue from (default ``tx.init(params)``).
+
+    Returns:
+      ``(params, opt_state, losses, aux)``: the final parameters and state, the (steps,) losses
+      and the stacked auxiliary outputs, each taken *before* its step.
+    """
+    if xs is None:
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    elif steps is not None and jax.tree.leaves(xs)[0].shape[0] != steps:
+        raise ValueError(
+            f"xs: expected a leading axis of length steps={steps}, "
+            f"got {jax.tree.leaves(xs)[0].shape[0]}"
+        )
+    if opt_state is None:
+        opt_state = tx.init(params)
+
+    def body(carry, x):
+        args = () if xs is None else (x,)
+        params, opt_state, loss, aux = optimizer_step(loss_fn, tx, *carry, *args)
+        return (params, opt_state), (loss, aux)
+
+    (params, opt_state), (losses, aux) = jax.lax.scan(
+        body, (params, opt_state), xs, length=steps if xs is None else None
+    )
+    return params, opt_state, losses, aux
 
 
 # ------------------------------------------------------------------------------ the core
@@ -112,10 +167,7 @@ def _check(data, steps, batch_size, log_every, loss, on_divergence):
         raise ValueError(
             f"log_every: expected a positive divisor of steps={steps}, got {log_every!r}"
         )
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
-        loss = LOSSES[loss]
+    loss = resolve(loss)
     if on_divergence not in ("raise", "stop"):
         raise ValueError(f"on_divergence: expected 'raise' or 'stop', got {on_divergence!r}")
     return log_every, loss
@@ -137,9 +189,7 @@ def _functions(graphdef_train, graphdef_eval, loss_fn, tx, batch_size):
             out = model(xb)
             return loss_fn(out, yb), nnx.state(model, nnx.Not(nnx.Param))
 
-        (value, new_rest), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
+        params, opt_state, value, new_rest = optimizer_step(objective, tx, params, opt_state)
         return (params, new_rest, opt_state), value
 
     def evaluate(params, rest, x, y):
@@ -181,8 +231,13 @@ def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_siz
         return jax.lax.scan(lambda c, k: step(c, k, x, y), carry, keys)
 
     def evaluate(params, rest, x, y, x_test, y_test):
-        train_loss, train_acc, _ = evaluate_one(params, rest, x, y)
-        test_loss, test_acc, out = evaluate_one(params, rest, x_test, y_test)
+        # One forward pass over train and test inputs together: in evaluation mode every
+        # output depends on its own input only, and the model is traced once, not twice.
+        n = x.shape[0]
+        both = nnx.merge(graphdef_eval, params, rest, copy=True)(jnp.concatenate([x, x_test]))
+        out = both[n:]
+        train_loss, train_acc = loss_fn(both[:n], y), accuracy(both[:n], y)
+        test_loss, test_acc = loss_fn(out, y_test), accuracy(out, y_test)
         metrics = (train_loss, train_acc, test_loss, test_acc)
         return (*metrics, out) if record else metrics
 
@@ -326,6 +381,12 @@ def _optimizer(optimizer, learning_rate, optimizer_kwargs):
 
 
 @functools.lru_cache(maxsize=32)
+def _init_many(factory):
+    """Jitted optimizer-state initialization vectorized over models (numeric hparams only)."""
+    return jax.jit(jax.vmap(lambda params, hparams: factory(**hparams).init(params)))
+
+
+@functools.lru_cache(maxsize=32)
 def _injected(optimizer):
     """``optax.inject_hyperparams(optimizer)``, made once per factory so compiled functions
     keyed on it are reused across calls."""
@@ -363,7 +424,7 @@ def fit(
       optimizer: an optax optimizer factory, e.g. ``optax.adam``, ``optax.sgd``, ``optax.adamw``.
       optimizer_kwargs: its other hyperparameters, e.g. ``{"weight_decay": 1e-4}``.
       batch_size: minibatch size, or None for full batch.
-      loss: ``"cross_entropy"``, ``"mse"`` (see `mse`), or a function ``loss(outputs, y)``.
+      loss: ``"cross_entropy"``, ``"mse"`` (`udl_jax.losses`), or a function ``loss(outputs, y)``.
       log_every: steps between logs; must divide ``steps`` (default: about 40 logs).
       on_divergence: ``"raise"`` a `TrainingDiverged` error at the first non-finite loss, or
         ``"stop"``: warn and return the model and history of the last finite log.
@@ -406,8 +467,50 @@ def fit(
     return trained, history
 
 
+# Stacking and unstacking pytrees along the model axis go through NumPy: done with jnp leaf by
+# leaf, every leaf shape would compile its own small XLA program (a hundred of them for a deep
+# MLP, seconds on a cold start), and one jitted function per structure costs about as much.
+# PRNG key arrays (e.g. dropout's RNG state) have no NumPy dtype and stay in jnp.
+def _is_key(a) -> bool:
+    return jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
 def _stack(trees):
-    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+    def stack(*leaves):
+        if _is_key(leaves[0]):
+            return jnp.stack(leaves)
+        return jnp.asarray(np.stack([np.asarray(a) for a in leaves]))
+
+    return jax.tree.map(stack, *trees)
+
+
+def _unstack(tree, count):
+    """The first ``count`` entries along axis 0, as a list of pytrees."""
+    leaves, treedef = jax.tree.flatten(tree)
+    rows = [a if _is_key(a) else np.asarray(a) for a in leaves]
+    return [
+        treedef.unflatten([a[i] if _is_key(a) else jnp.asarray(a[i]) for a in rows])
+        for i in range(count)
+    ]
+
+
+# Padding, slicing and concatenation are needed only when models are trained in groups.
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _pad(tree, pad):
+    """Repeat the last entry along axis 0 ``pad`` times."""
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), tree)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _rows(tree, start, stop):
+    return jax.tree.map(lambda a: a[start:stop], tree)
+
+
+@jax.jit
+def _concatenate(trees):
+    return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
 
 
 def fit_many(
@@ -495,7 +598,7 @@ def fit_many(
     chunk, evaluate = _compiled_many(
         graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size, record
     )
-    opt_state = jax.vmap(lambda p, h: factory(**h).init(p))(params, per_model)
+    opt_state = _init_many(factory)(params, per_model)
 
     group = m_count if models_per_batch is None else models_per_batch
     if not isinstance(group, int) or group < 1:
@@ -507,7 +610,7 @@ def fit_many(
     pad = n_groups * group - m_count
 
     def padded(tree):  # repeat the last model so every group has the same shape
-        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), tree)
+        return _pad(tree, pad) if pad else tree
 
     carry = padded((params, rest, opt_state))
     y_all = padded(jnp.asarray(y_all))
@@ -525,11 +628,14 @@ def fit_many(
     carries, histories = [], []
     for g in range(n_groups):
         sl = slice(g * group, (g + 1) * group)
-        c = jax.tree.map(lambda a, sl=sl: a[sl], carry)
-        keys_g, y_g = step_keys[:, sl], y_all[sl]
+        c = carry if n_groups == 1 else _rows(carry, sl.start, sl.stop)
+        if n_groups == 1:
+            keys_g, y_g, hp = step_keys, y_all, per_model
+        else:
+            keys_g, y_g = step_keys[:, sl], y_all[sl]
+            hp = {k: v[sl] for k, v in padded(per_model).items()}
         if sharding is not None:
             c, y_g = jax.device_put((c, y_g), sharding)
-        hp = {k: v[sl] for k, v in padded(per_model).items()}
         c, h = _run(
             c,
             chunk,
@@ -567,16 +673,10 @@ def fit_many(
         fields.append("test_outputs")
     cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count] for f in fields}
     history = History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
-    params, rest = [
-        jax.tree.map(lambda *a: jnp.concatenate(a), *[c[i] for c in carries]) for i in (0, 1)
-    ]
+    params, rest = carries[0][:2] if n_groups == 1 else _concatenate([c[:2] for c in carries])
     trained = []
-    for i in range(m_count):
-        m = nnx.merge(
-            graphdef_eval,
-            jax.tree.map(lambda a, i=i: a[i], params),
-            jax.tree.map(lambda a, i=i: a[i], rest),
-        )
+    for p, r in zip(_unstack(params, m_count), _unstack(rest, m_count), strict=True):
+        m = nnx.merge(graphdef_eval, p, r)
         m.train()
         trained.append(m)
     return trained, history
@@ -586,9 +686,7 @@ def evaluate(
     model: nnx.Module, x: np.ndarray, y: np.ndarray, loss: str | Callable = "cross_entropy"
 ):
     """Loss and accuracy of a model (evaluation mode) on ``(x, y)``; returns two floats."""
-    if isinstance(loss, str) and loss not in LOSSES:
-        raise ValueError(f"loss: expected one of {sorted(LOSSES)} or a callable, got {loss!r}")
-    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    loss_fn = resolve(loss)
     _, graphdef_eval, params, rest = _split(model)
     out = nnx.merge(graphdef_eval, params, rest)(jnp.asarray(x))
     y = jnp.asarray(y)

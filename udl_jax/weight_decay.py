@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import train
+
 __all__ = ["adam_decay", "zero_loss_run"]
 
 
@@ -92,8 +94,7 @@ def zero_loss_run(factory: Callable[..., optax.GradientTransformation], params, 
             "factory: expected an optax optimizer factory such as optax.adamw (not an "
             f"optimizer instance), got {type(factory).__name__}"
         )
-    norms = _zero_loss_norms(factory, params, int(steps), hyperparameters)
-    return np.concatenate([[float(_norm(params))], np.asarray(norms, np.float64)])
+    return np.asarray(_zero_loss_norms(factory, params, int(steps), hyperparameters), np.float64)
 
 
 def _norm(p):
@@ -103,13 +104,9 @@ def _norm(p):
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _zero_loss_norms(factory, params, steps, hyperparameters):
     optimizer = optax.inject_hyperparams(factory)(**hyperparameters)
-    zeros = jax.tree.map(jnp.zeros_like, params)
 
-    def step(carry, _):
-        p, state = carry
-        updates, state = optimizer.update(zeros, state, p)
-        p = optax.apply_updates(p, updates)
-        return (p, state), _norm(p)
+    def zero_loss(p):  # gradient zero; records the norm before each step
+        return jnp.zeros(()), _norm(p)
 
-    _, norms = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
-    return norms
+    final, _, _, norms = train.optimize(zero_loss, optimizer, params, steps)
+    return jnp.concatenate([norms, _norm(final)[None]])

@@ -103,20 +103,6 @@ def test_gaussian_inputs_match_moments():
     assert not np.allclose(out.x[:5], x[:5])
 
 
-def test_sklearn_dataset_split_and_standardization():
-    ds = data.sklearn_dataset("wine", jax.random.key(0), test_fraction=0.25)
-    assert len(ds.x) + len(ds.x_test) == 178 and len(ds.x_test) == 44
-    np.testing.assert_allclose(ds.x.mean(0), 0, atol=1e-5)
-    np.testing.assert_allclose(ds.x.std(0), 1, atol=1e-4)
-    again = data.sklearn_dataset("wine", jax.random.key(0), test_fraction=0.25)
-    np.testing.assert_array_equal(again.x, ds.x)
-    assert data.sklearn_dataset("digits", jax.random.key(0)).n_classes == 10
-    with pytest.raises(ValueError, match="name: expected one of"):
-        data.sklearn_dataset("iris", jax.random.key(0))
-    with pytest.raises(ValueError, match="test_fraction"):
-        data.sklearn_dataset("wine", jax.random.key(0), test_fraction=1.0)
-
-
 def test_toy_sets():
     reg = data.toy_regression_1d(jax.random.key(0), n=30, noise=0.0)
     np.testing.assert_allclose(reg.y, np.sin(np.pi * reg.x[:, 0]) + 0.3 * reg.x[:, 0], atol=1e-6)

@@ -395,3 +395,29 @@ def test_linearized_model_is_first_order_taylor():
         errors.append(float(jnp.abs(moved(X1) - out).max()))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all((ratios > 3.5) & (ratios < 4.5)), (errors, ratios)  # O(|delta|^2)
+
+
+def test_linearize_matches_a_hand_derived_taylor_model():
+    """linearize against the Jacobian worked out by hand (no autodiff) for the two-layer network
+    f(p, x) = tanh(x W + b) v + c: J(x) d = ((1 - tanh(z)^2) * (x dW + db)) v + tanh(z) dv + dc,
+    z = x W + b. The model is exactly affine in the displacement, even a large one."""
+    rng = np.random.default_rng(11)
+
+    def normal(*shape):
+        return jnp.asarray(rng.normal(size=shape), jnp.float32)
+
+    def apply_fn(p, x):
+        return jnp.tanh(x @ p["W"] + p["b"]) @ p["v"] + p["c"]
+
+    p0 = {"W": normal(3, 5), "b": normal(5), "v": normal(5, 2), "c": normal(2)}
+    d = {"W": normal(3, 5), "b": normal(5), "v": normal(5, 2), "c": normal(2)}  # |d| ~ |p0|
+    x = normal(7, 3)
+    h = jnp.tanh(x @ p0["W"] + p0["b"])
+    jd = ((1 - h**2) * (x @ d["W"] + d["b"])) @ p0["v"] + h @ d["v"] + d["c"]
+    f_lin = nt.linearize(apply_fn, p0)
+    np.testing.assert_allclose(f_lin(p0, x), apply_fn(p0, x), rtol=1e-6, atol=1e-6)
+    for scale in (0.5, 1.0, 3.0):
+        p = jax.tree.map(lambda a, b, s=scale: a + s * b, p0, d)
+        np.testing.assert_allclose(f_lin(p, x), apply_fn(p0, x) + scale * jd, rtol=1e-5, atol=1e-5)
+    far = jax.tree.map(lambda a, b: a + 3 * b, p0, d)
+    assert jnp.abs(f_lin(far, x) - apply_fn(far, x)).max() > 0.5  # not the network itself

@@ -33,6 +33,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "kl_bernoulli",
+    "kl_inverse_upper",
+    "kl_inverse_lower",
+    "mcallester_bound",
+    "kl_bound",
+    "catoni_bound",
+    "occam_bound",
+    "kl_diag_gaussians",
+    "quantize",
+    "quantized_code_length",
+    "CodeLength",
+]
+
+
 # --------------------------------------------------------------------------------- checks
 
 

@@ -30,13 +30,13 @@ import numpy as np
 __all__ = [
     "ENV_FILE",
     "Check",
+    "between",
     "at_least",
     "at_most",
-    "between",
-    "TABLE_WIDTH",
-    "format_table",
     "holds",
     "tolerance_text",
+    "TABLE_WIDTH",
+    "format_table",
     "verify",
 ]
 

@@ -1,10 +1,12 @@
-"""Data for the book: MNIST-1D made offline, toy sets, randomization transforms, small tabular sets.
+"""Data for the book: MNIST-1D made offline, toy sets, randomization transforms.
 
 MNIST-1D (Greydanus & Kobak 2024) is the book's workhorse: 40-dimensional, 10 classes, small
 enough to train hundreds of models on a CPU, yet hard enough that a CNN beats an MLP which beats
 a linear model. We always *generate* it with the `mnist1d` package (never its download path)
 and cache the arrays on disk. Every function here takes an explicit PRNG key where it is random
 and never touches NumPy's or Python's global random state.
+
+The small tabular sets that ship with scikit-learn are loaded and split by `udl_jax.tabular`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,18 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+__all__ = [
+    "Dataset",
+    "mnist1d",
+    "cache_dir",
+    "toy_regression_1d",
+    "moons",
+    "corrupt_labels",
+    "shuffle_pixels",
+    "random_pixels",
+    "gaussian_inputs",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,40 +204,6 @@ def moons(key: jax.Array, n: int = 200, n_test: int = 1000, noise: float = 0.15)
     x, y = make_moons(n + n_test, noise=noise, random_state=_seed(key))
     x = (x - x[:n].mean(0)) / x[:n].std(0)
     return _make(x[:n], y[:n], x[n:], y[n:])
-
-
-def sklearn_dataset(name: str, key: jax.Array, test_fraction: float = 0.3) -> Dataset:
-    """A small dataset that ships with scikit-learn, split at random and standardized.
-
-    Features are standardized with the *training* mean and standard deviation.
-
-    Args:
-      name: ``"digits"`` (1797 x 64, 10 classes), ``"wine"`` (178 x 13, 3 classes) or
-        ``"breast_cancer"`` (569 x 30, 2 classes).
-      key: PRNG key for the split.
-      test_fraction: fraction of samples held out, in (0, 1).
-
-    Returns:
-      A `Dataset` with float32 features and int32 labels.
-    """
-    from sklearn import datasets
-    from sklearn.preprocessing import StandardScaler
-
-    loaders = {
-        "digits": datasets.load_digits,
-        "wine": datasets.load_wine,
-        "breast_cancer": datasets.load_breast_cancer,
-    }
-    if name not in loaders:
-        raise ValueError(f"name: expected one of {sorted(loaders)}, got {name!r}")
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
-    x, y = loaders[name](return_X_y=True)
-    perm = np.asarray(jax.random.permutation(key, len(y)))
-    n_test = int(round(test_fraction * len(y)))
-    test, train = perm[:n_test], perm[n_test:]
-    scaler = StandardScaler().fit(x[train])
-    return _make(scaler.transform(x[train]), y[train], scaler.transform(x[test]), y[test])
 
 
 # ----------------------------------------------------------------------- randomization tests

@@ -34,15 +34,15 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
-    "InPCA",
     "bhattacharyya_distances",
-    "explained_stress",
-    "inpca",
     "one_hot_log_probs",
+    "uniform_log_probs",
+    "InPCA",
+    "inpca",
     "pairwise_distances",
+    "explained_stress",
     "project",
     "trajectory_distance",
-    "uniform_log_probs",
 ]
 
 

@@ -23,7 +23,20 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+__all__ = [
+    "make_random_features",
+    "featurize",
+    "random_relu_features",
+    "min_norm_solution",
+    "ridge_solution",
+    "FORMS",
+    "min_norm_risk_isotropic",
+]
+
+
 FORMS = ("auto", "primal", "dual")
+"""The ``form`` a solver works in: over the N weights (``"primal"``), over the n samples (the
+kernel form, ``"dual"``), or primal for N <= n and dual for N > n (``"auto"``)."""
 
 
 # ------------------------------------------------------------------------------- features

@@ -24,11 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "embedded_data",
     "neighbour_ratios",
-    "twonn",
-    "twonn_fit",
     "twonn_mle",
+    "twonn_fit",
+    "twonn",
+    "embedded_data",
 ]
 
 KINDS = ("linear", "sphere", "curved")

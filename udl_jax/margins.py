@@ -27,13 +27,13 @@ from .data import Dataset
 from .lazy import loglog_slope
 
 __all__ = [
+    "signed_labels",
+    "max_margin_direction",
+    "normalized_margin",
     "angle",
     "log_log_slope",
     "logistic_loss",
-    "max_margin_direction",
-    "normalized_margin",
     "separable_gaussian",
-    "signed_labels",
 ]
 
 
@@ -175,7 +175,7 @@ def logistic_loss(outputs: jax.Array, y: jax.Array) -> jax.Array:
     """Mean binary logistic loss ``mean_i log(1 + exp(-s_i f(x_i)))``, ``s_i = 2 y_i - 1``.
 
     For a model with one output (shape (n,) or (n, 1)) and labels y in {0, 1}; pass it to
-    `udl_jax.train.fit` as ``loss=``. (``train.accuracy`` takes an arg-max over outputs and so
+    `udl_jax.train.fit` as ``loss=``. (``losses.accuracy`` takes an arg-max over outputs and so
     means nothing for one output; use `normalized_margin` instead.)
     """
     if outputs.ndim == 2:

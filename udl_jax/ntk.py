@@ -49,6 +49,30 @@ from flax import nnx
 
 from . import models
 
+__all__ = [
+    "MLPSpec",
+    "nngp_kernel",
+    "ntk_kernel",
+    "analytic_kernels",
+    "Kernels",
+    "ANALYTIC_ACTIVATIONS",
+    "mlp_ntk",
+    "mlp_ntk_block",
+    "empirical_ntk",
+    "model_ntk",
+    "METHODS",
+    "CHUNK_BYTES",
+    "NTVP_MIN_OUTPUTS",
+    "kernel_regression",
+    "gp_posterior",
+    "Posterior",
+    "gradient_flow_prediction",
+    "Linearized",
+    "Anchor",
+    "linearize",
+]
+
+
 ANALYTIC_ACTIVATIONS = ("relu", "erf", "identity")
 """Activations with closed-form Gaussian expectations (and hence analytic kernels)."""
 
@@ -718,7 +742,7 @@ def gradient_flow_prediction(
     """Outputs of a linearized network after gradient flow on the MSE for time ``t``.
 
     ``f_t(x) = f_0(x) + Theta(x, X) Theta^-1 (I - exp(-eta Theta t / n)) (y - f_0(X))``
-    (Lee et al. 2019, eq. 9). The ``1/n`` is our loss normalization: `udl_jax.train.mse` is
+    (Lee et al. 2019, eq. 9). The ``1/n`` is our loss normalization: `udl_jax.losses.mse` is
     ``0.5 * mean_i ||f(x_i) - y_i||^2`` over n samples, whose gradient flow at rate eta is
     ``df/dt = -(eta / n) Theta (f - y)``. Time is counted in steps: gradient descent with
     learning rate ``eta`` for s steps approaches ``t = s`` when ``eta * lambda_max(Theta) / n``

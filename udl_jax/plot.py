@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
-import numpy as np
+
+__all__ = ["use_style", "subplots", "figsize", "COLORS", "STYLE", "WIDTH", "DPI", "COLUMN_PX"]
+
 
 COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 """The Okabe-Ito colour cycle, blue first."""
@@ -97,32 +99,3 @@ def subplots(ncols: int = 1, nrows: int = 1, aspect: float = 0.62, **kwargs):
     if "figsize" in kwargs:
         raise ValueError("figsize: set by ncols, nrows and aspect; do not pass it")
     return plt.subplots(nrows, ncols, figsize=figsize(ncols, nrows, aspect), **kwargs)
-
-
-def plot_history(history, ax=None, metric: str = "accuracy", label: str | None = None):
-    """Plot a training history's train and test curves against the step.
-
-    Args:
-      history: a `udl_jax.train.History`.
-      ax: axes to draw on (a new figure if None).
-      metric: ``"accuracy"`` or ``"loss"``.
-      label: prefix for the legend entries.
-
-    Returns:
-      The axes.
-    """
-    if metric not in ("accuracy", "loss"):
-        raise ValueError(f"metric: expected 'accuracy' or 'loss', got {metric!r}")
-    if ax is None:
-        _, ax = plt.subplots()
-    prefix = f"{label}, " if label else ""
-    train = np.asarray(getattr(history, f"train_{metric}"))
-    test = np.asarray(getattr(history, f"test_{metric}"))
-    (line,) = ax.plot(history.steps, train, label=f"{prefix}train")
-    ax.plot(history.steps, test, "--", color=line.get_color(), label=f"{prefix}test")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("accuracy" if metric == "accuracy" else "loss (nats)")
-    if metric == "loss":
-        ax.set_yscale("log")
-    ax.legend()
-    return ax

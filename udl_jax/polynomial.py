@@ -12,6 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.polynomial import legendre
 
+__all__ = [
+    "fit_legendre",
+    "predict_legendre",
+    "legendre_features",
+    "order_penalty",
+    "penalized_lstsq",
+]
+
 
 def legendre_features(x: np.ndarray, degree: int) -> np.ndarray:
     """Legendre polynomials ``P_0(x), ..., P_degree(x)`` evaluated at ``x``.

@@ -38,6 +38,18 @@ import numpy as np
 from . import models
 from .ntk import MLPSpec
 
+__all__ = [
+    "sample_outputs",
+    "METHODS",
+    "JITTER",
+    "CHUNK_FLOATS",
+    "network_kernels",
+    "relative_error",
+    "relu_layer_map",
+    "relu_bias_samples",
+]
+
+
 METHODS = ("auto", "gram", "direct")
 """How `sample_outputs` draws a layer: from the Gram matrix, from weights, or the cheaper one."""
 

@@ -23,6 +23,19 @@ from flax import nnx
 
 from udl_jax.models import MLP
 
+__all__ = [
+    "activation_pattern",
+    "local_affine_map",
+    "segment_breakpoints",
+    "count_regions_on_segment",
+    "count_regions_on_segments",
+    "region_map_2d",
+    "count_regions_2d",
+    "tent_network",
+    "soft_threshold",
+]
+
+
 _TOL = 1e-9
 
 

@@ -48,22 +48,22 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
-    "Defects",
-    "EquivalenceRun",
-    "NormTrajectory",
-    "effective_learning_rate",
-    "equilibrium_angular_update",
-    "equilibrium_sq_norm",
-    "exponential_schedule",
-    "growth_factor",
     "hidden_layers_mask",
-    "invariance_defects",
     "rescale",
-    "sgd_exponential_lr",
-    "sgd_weight_decay",
     "sq_norm",
-    "track_norms",
+    "Defects",
+    "invariance_defects",
+    "growth_factor",
+    "exponential_schedule",
+    "sgd_weight_decay",
+    "sgd_exponential_lr",
+    "EquivalenceRun",
     "weight_decay_vs_exponential_lr",
+    "effective_learning_rate",
+    "equilibrium_sq_norm",
+    "equilibrium_angular_update",
+    "NormTrajectory",
+    "track_norms",
 ]
 
 MASKS = ("hidden", "all")

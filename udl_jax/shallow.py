@@ -15,6 +15,8 @@ from flax import nnx
 
 from .models import MLP
 
+__all__ = ["interpolating_network", "hinge_terms"]
+
 
 def interpolating_network(knots: np.ndarray, values: np.ndarray) -> MLP:
     """A 1 -> n -> 1 ReLU `MLP` equal to the piecewise-linear interpolant on the knots.

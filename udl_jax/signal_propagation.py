@@ -38,18 +38,18 @@ from scipy import optimize, special
 
 __all__ = [
     "ACTIVATIONS",
-    "LayerStatistics",
-    "chi",
-    "chi_1",
-    "correlation_map",
-    "correlation_recursion",
-    "critical_weight_var",
-    "fixed_point_variance",
     "gauss_expectation",
-    "gradient_recursion",
-    "layer_statistics",
     "variance_map",
     "variance_recursion",
+    "fixed_point_variance",
+    "chi",
+    "chi_1",
+    "critical_weight_var",
+    "gradient_recursion",
+    "correlation_map",
+    "correlation_recursion",
+    "LayerStatistics",
+    "layer_statistics",
 ]
 
 

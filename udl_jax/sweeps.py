@@ -21,6 +21,8 @@ from flax import nnx
 from . import data as data_mod
 from . import models, train
 
+__all__ = ["mlp_width_sweep", "WidthSweep"]
+
 
 @dataclasses.dataclass(frozen=True)
 class WidthSweep:

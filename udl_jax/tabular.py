@@ -26,6 +26,23 @@ from flax import nnx
 from . import models, ntk, train
 from .data import Dataset, _seed
 
+__all__ = [
+    "DATASETS",
+    "load",
+    "stratified_splits",
+    "make_split",
+    "validation_indices",
+    "majority_accuracy",
+    "logistic_accuracy",
+    "svm_accuracy",
+    "kernel_accuracy",
+    "mlp_accuracy",
+    "MLPResult",
+    "paired_difference",
+    "one_thread",
+]
+
+
 DATASETS = ("wine", "breast_cancer", "digits")
 """The classification sets that ship with scikit-learn and are used here."""
 

@@ -9,20 +9,21 @@ Small modules of pure functions over pytrees that every chapter imports:
   accuracy.
 - `udl_jax.train`: the optimizer step and scan every loop uses; training as ``lax.scan`` chunks
   under one ``jit``; many models at once.
-- `udl_jax.shallow`: one-hidden-layer ReLU networks as sums of hinges.
+- `udl_jax.shallow_relu`: one-hidden-layer ReLU networks as sums of hinges.
 - `udl_jax.regions`: activation patterns and exact linear-region counting for ReLU networks.
 - `udl_jax.hessian`: Hessian-vector products, Lanczos spectra, sharpness.
-- `udl_jax.stability`: gradient descent with its sharpness tracked inside one scan.
+- `udl_jax.edge_of_stability`: gradient descent with its sharpness tracked inside one scan.
 - `udl_jax.landscape`: filter-normalized directions, loss slices, mode connectivity.
 - `udl_jax.ntk`: empirical and analytic NTK/NNGP, kernel predictions, linearized networks.
-- `udl_jax.prior`: exact samples of random MLPs' output functions (the NNGP prior at finite width).
-- `udl_jax.lazy`: lazy training and feature learning: how far weights and kernels move.
+- `udl_jax.function_prior`: exact samples of random MLPs' output functions (the NNGP prior at
+  finite width).
+- `udl_jax.lazy_training`: lazy training and feature learning: how far weights and kernels move.
 - `udl_jax.tabular`: repeated splits and tuned learners for small tabular benchmarks.
 - `udl_jax.polynomial`: Legendre series with an order-dependent penalty (a soft inductive bias).
 - `udl_jax.sweeps`: model-wise sweeps, e.g. MLP width sweeps trained together with padding.
 - `udl_jax.bounds`: PAC-Bayes, Occam and compression bounds; kl inverses; code lengths.
 - `udl_jax.subspace`: networks trained in a random subspace, and Gaussian posteriors over it.
-- `udl_jax.features`: random-features regression, min-norm and ridge, and its exact risk.
+- `udl_jax.random_features`: random-features regression, min-norm and ridge, and its exact risk.
 - `udl_jax.embedding`: prediction space: Bhattacharyya distances between classifiers, InPCA
   embeddings, trajectory distances.
 - `udl_jax.scale_invariance`: scale invariance from batch norm; weight decay as an exponentially

@@ -562,7 +562,7 @@ def lanczos_top(matvec: Callable, v0: jax.Array, num_iter: int):
     orthogonal to the basis if the Krylov space becomes invariant, e.g. when ``v0`` is already
     an eigenvector), run for a fixed number of products inside ``lax.fori_loop``: pure and
     jittable, with no host round trips, unlike the adaptive `top_eigenpairs`.
-    `udl_jax.stability.gd_with_sharpness` runs it between gradient steps.
+    `udl_jax.edge_of_stability.gd_with_sharpness` runs it between gradient steps.
     The largest eigenvalue of the tridiagonal ``T`` and its Ritz vector approximate the top
     eigenpair (Golub & Van Loan 2013, section 10.1).
 

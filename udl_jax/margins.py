@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import Dataset
-from .lazy import loglog_slope
+from .lazy_training import loglog_slope
 
 __all__ = [
     "signed_labels",

@@ -389,7 +389,7 @@ def loss_fn(
     """The loss of ``model`` as a function of its parameters: ``loss_fn(params)``.
 
     The one bridge from a model to everything that differentiates a loss with respect to the
-    parameters (`udl_jax.hessian`, `udl_jax.stability`, `udl_jax.loss_smoothness`,
+    parameters (`udl_jax.hessian`, `udl_jax.edge_of_stability`, `udl_jax.loss_smoothness`,
     `udl_jax.algorithmic_stability`, the chapters): ``models.loss_fn(model, x, y)(params)`` is
     ``loss(model(x), y)`` with the model's parameters replaced by ``params`` (any pytree like
     ``nnx.state(model, nnx.Param)``). Without data, ``models.loss_fn(model)(params, x, y)``

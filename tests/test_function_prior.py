@@ -1,11 +1,11 @@
-"""udl_jax.prior: exact sampling of random MLPs, checked against direct weight draws, the
+"""udl_jax.function_prior: exact sampling of random MLPs, checked against direct weight draws, the
 analytic NNGP kernel and Monte Carlo."""
 
 import jax
 import numpy as np
 import pytest
 
-from udl_jax import ntk, prior
+from udl_jax import function_prior, ntk
 
 KEY = jax.random.key(0)
 
@@ -19,8 +19,8 @@ def test_gram_and_direct_routes_have_the_same_distribution():
     far from Gaussian), within Monte Carlo error."""
     x = _inputs()
     spec = ntk.MLPSpec((3, 6, 6, 1), activation="relu", bias_var=0.2)
-    a = prior.sample_outputs(spec, x, KEY, 4000, method="gram")[..., 0]
-    b = prior.sample_outputs(spec, x, jax.random.key(1), 4000, method="direct")[..., 0]
+    a = function_prior.sample_outputs(spec, x, KEY, 4000, method="gram")[..., 0]
+    b = function_prior.sample_outputs(spec, x, jax.random.key(1), 4000, method="direct")[..., 0]
     cov_a, cov_b = a.T @ a / len(a), b.T @ b / len(b)
     np.testing.assert_allclose(cov_a, cov_b, rtol=0.15, atol=0.08)
     m4a, m4b = np.mean(a**4, 0), np.mean(b**4, 0)
@@ -30,19 +30,19 @@ def test_gram_and_direct_routes_have_the_same_distribution():
 def test_wide_networks_match_the_nngp_kernel():
     x = _inputs()
     spec = ntk.MLPSpec((3, 256, 256, 1), activation="relu", bias_var=0.1)
-    ks = prior.network_kernels(spec, x, KEY, 100)
+    ks = function_prior.network_kernels(spec, x, KEY, 100)
     k = ntk.nngp_kernel(spec, x)
-    assert prior.relative_error(ks.mean(0), k) < 0.02
+    assert function_prior.relative_error(ks.mean(0), k) < 0.02
     # one network's own kernel fluctuates by O(width^-1/2)
-    assert 0.01 < np.mean(prior.relative_error(ks, k)) < 0.2
+    assert 0.01 < np.mean(function_prior.relative_error(ks, k)) < 0.2
 
 
 def test_network_kernels_are_the_covariance_of_the_outputs():
     """Same key, same networks: outputs sampled from the networks have covariance mean(kernels)."""
     x = _inputs()
     spec = ntk.MLPSpec((3, 8, 8, 1), activation="erf", bias_var=0.1)
-    f = prior.sample_outputs(spec, x, KEY, 4000)[..., 0]
-    ks = prior.network_kernels(spec, x, KEY, 4000)
+    f = function_prior.sample_outputs(spec, x, KEY, 4000)[..., 0]
+    ks = function_prior.network_kernels(spec, x, KEY, 4000)
     np.testing.assert_allclose(f.T @ f / len(f), ks.mean(0), rtol=0.15, atol=0.06)
 
 
@@ -50,7 +50,7 @@ def test_depth_one_is_exact_in_expectation():
     """One hidden layer: the mean kernel is the NNGP at any width (here 2), within MC error."""
     x = _inputs()
     spec = ntk.MLPSpec((3, 2, 1), activation="relu", bias_var=0.1)
-    ks = prior.network_kernels(spec, x, KEY, 5000)
+    ks = function_prior.network_kernels(spec, x, KEY, 5000)
     se = ks.std(0) / np.sqrt(len(ks))
     assert np.all(np.abs(ks.mean(0) - ntk.nngp_kernel(spec, x)) < 4 * se + 1e-6)
 
@@ -59,10 +59,10 @@ def test_relu_layer_map_matches_the_analytic_kernel():
     x = _inputs(5, 7)
     k1 = 2.0 * x.astype(np.float64) @ x.T.astype(np.float64) / 7 + 0.1
     spec = ntk.MLPSpec((7, 10, 1), activation="relu", bias_var=0.1)
-    got = 2.0 * np.asarray(prior.relu_layer_map(k1)) + 0.1
+    got = 2.0 * np.asarray(function_prior.relu_layer_map(k1)) + 0.1
     np.testing.assert_allclose(got, ntk.nngp_kernel(spec, x), rtol=1e-5)
     # its derivative is finite everywhere, the diagonal included
-    grad = jax.grad(lambda k: prior.relu_layer_map(k).sum())(k1.astype(np.float32))
+    grad = jax.grad(lambda k: function_prior.relu_layer_map(k).sum())(k1.astype(np.float32))
     assert np.all(np.isfinite(grad))
 
 
@@ -71,11 +71,11 @@ def test_bias_samples_match_brute_force():
     kernel of depth-2 networks (width 4, where it is large)."""
     x = _inputs()
     spec = ntk.MLPSpec((3, 4, 64, 1), activation="relu", bias_var=0.1)
-    est = prior.relu_bias_samples(x, 4, KEY, 2000, bias_var=0.1)
+    est = function_prior.relu_bias_samples(x, 4, KEY, 2000, bias_var=0.1)
     assert est.shape == (2000, 2, 4, 4)
     bias_cv = est[:, 1].mean(0)
     assert est[:, 1].std(0).mean() < est[:, 0].std(0).mean()  # the control variate helps
-    ks = prior.network_kernels(spec, x, jax.random.key(3), 4000)
+    ks = function_prior.network_kernels(spec, x, jax.random.key(3), 4000)
     bias_mc = ks.mean(0) - ntk.nngp_kernel(spec, x)
     se = ks.std(0) / np.sqrt(len(ks))
     assert np.all(np.abs(bias_mc - bias_cv) < 4 * se + 4 * est[:, 1].std(0) / np.sqrt(2000))
@@ -86,23 +86,23 @@ def test_padding_gives_the_same_distribution():
     """A width-4 network allocated 32 units (28 masked) has the kernel statistics of width 4."""
     x = _inputs()
     spec = ntk.MLPSpec((3, 4, 4, 1), activation="relu", bias_var=0.1)
-    a = prior.network_kernels(spec, x, KEY, 4000, pad_width=32)
-    b = prior.network_kernels(spec, x, jax.random.key(1), 4000)
+    a = function_prior.network_kernels(spec, x, KEY, 4000, pad_width=32)
+    b = function_prior.network_kernels(spec, x, jax.random.key(1), 4000)
     k = ntk.nngp_kernel(spec, x)
-    ea, eb = prior.relative_error(a, k), prior.relative_error(b, k)
+    ea, eb = function_prior.relative_error(a, k), function_prior.relative_error(b, k)
     assert abs(ea.mean() - eb.mean()) < 4 * np.hypot(ea.std(), eb.std()) / np.sqrt(4000)
     with pytest.raises(ValueError, match="pad_width"):
-        prior.sample_outputs(spec, x, KEY, 3, pad_width=2)
+        function_prior.sample_outputs(spec, x, KEY, 3, pad_width=2)
 
 
 def test_helpers_and_bad_input():
-    assert prior.relative_error(np.eye(2) * 1.1, np.eye(2)) == pytest.approx(0.1)
+    assert function_prior.relative_error(np.eye(2) * 1.1, np.eye(2)) == pytest.approx(0.1)
     spec = ntk.MLPSpec((3, 4, 1))
     with pytest.raises(ValueError, match="x"):
-        prior.sample_outputs(spec, np.zeros((2, 5)), KEY, 3)
+        function_prior.sample_outputs(spec, np.zeros((2, 5)), KEY, 3)
     with pytest.raises(ValueError, match="num_networks"):
-        prior.sample_outputs(spec, np.zeros((2, 3)), KEY, 0)
+        function_prior.sample_outputs(spec, np.zeros((2, 3)), KEY, 0)
     with pytest.raises(ValueError, match="method"):
-        prior.network_kernels(spec, np.zeros((2, 3)), KEY, 3, method="fast")
+        function_prior.network_kernels(spec, np.zeros((2, 3)), KEY, 3, method="fast")
     with pytest.raises(ValueError, match="width"):
-        prior.relu_bias_samples(np.zeros((2, 3)), 0, KEY, 3)
+        function_prior.relu_bias_samples(np.zeros((2, 3)), 0, KEY, 3)

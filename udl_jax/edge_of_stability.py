@@ -7,7 +7,7 @@ trip from Python (a dispatch, a transfer, a small eigenproblem on the host), whi
 network is slower than the product itself. Here ``every`` GD steps and a fixed number of
 warm-started Lanczos steps run together in one ``jax.lax.scan`` under one ``jax.jit``: the
 previous top eigenvector starts the next Lanczos run, so a few products per measurement suffice
-while the eigenvector moves slowly. `tests/test_stability.py` checks the result against
+while the eigenvector moves slowly. `tests/test_edge_of_stability.py` checks the result against
 `udl_jax.train.fit` and `udl_jax.hessian.sharpness`.
 """
 

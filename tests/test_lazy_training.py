@@ -5,7 +5,7 @@ import optax
 import pytest
 from flax import nnx
 
-from udl_jax import data, lazy, models, train
+from udl_jax import data, lazy_training, models, train
 
 RNG = np.random.default_rng(0)
 
@@ -14,48 +14,70 @@ def test_relative_change_and_weight_changes():
     w0, b0 = np.ones((2, 3)), np.ones(3)
     p0 = {"a": {"w": w0, "b": b0}, "c": {"w": 2 * w0}}
     p = {"a": {"w": w0 + 1, "b": b0 + 100}, "c": {"w": 2 * w0}}
-    np.testing.assert_allclose(lazy.relative_change(w0 + 1, w0), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(lazy.weight_changes(p, p0), [1.0, 0.0], atol=1e-6)  # no biases
+    np.testing.assert_allclose(lazy_training.relative_change(w0 + 1, w0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        lazy_training.weight_changes(p, p0), [1.0, 0.0], atol=1e-6
+    )  # no biases
     with pytest.raises(ValueError, match="a: expected"):
-        lazy.relative_change(np.ones(3), np.ones(4))
+        lazy_training.relative_change(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="params0"):
-        lazy.weight_changes({"b": b0}, {"b": b0})
+        lazy_training.weight_changes({"b": b0}, {"b": b0})
 
 
 def test_kernel_alignment_against_numpy():
     y = RNG.normal(size=(9, 2))
-    np.testing.assert_allclose(lazy.kernel_alignment(y @ y.T, y, centered=False), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(lazy.kernel_alignment(3 * y @ y.T, y), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        lazy_training.kernel_alignment(y @ y.T, y, centered=False), 1.0, rtol=1e-5
+    )
+    np.testing.assert_allclose(lazy_training.kernel_alignment(3 * y @ y.T, y), 1.0, rtol=1e-5)
     a = RNG.normal(size=(9, 9))
     k, t = a @ a.T, y @ y.T
     h = np.eye(9) - 1 / 9
     kc, tc = h @ k @ h, h @ t @ h
     want = np.trace(kc @ tc) / np.sqrt(np.trace(kc @ kc) * np.trace(tc @ tc))
-    np.testing.assert_allclose(lazy.kernel_alignment(k, y), want, rtol=1e-5)
+    np.testing.assert_allclose(lazy_training.kernel_alignment(k, y), want, rtol=1e-5)
     want_u = np.trace(k @ t) / np.sqrt(np.trace(k @ k) * np.trace(t @ t))
-    np.testing.assert_allclose(lazy.kernel_alignment(k, y, centered=False), want_u, rtol=1e-5)
+    np.testing.assert_allclose(
+        lazy_training.kernel_alignment(k, y, centered=False), want_u, rtol=1e-5
+    )
     with pytest.raises(ValueError, match="y: expected"):
-        lazy.kernel_alignment(k, y[:4])
+        lazy_training.kernel_alignment(k, y[:4])
     with pytest.raises(ValueError, match="k: expected"):
-        lazy.kernel_alignment(k[:3], y)
+        lazy_training.kernel_alignment(k[:3], y)
 
 
 def test_loglog_slope():
     x = np.array([1.0, 2, 4, 8])
-    assert lazy.loglog_slope(x, 3 * x**-0.5) == pytest.approx(-0.5)
+    assert lazy_training.loglog_slope(x, 3 * x**-0.5) == pytest.approx(-0.5)
     with pytest.raises(ValueError, match="positive"):
-        lazy.loglog_slope(x, -x)
+        lazy_training.loglog_slope(x, -x)
 
 
 def test_scaled_gd_alpha_one_is_train_fit():
     ds = data.toy_regression_1d(jax.random.key(0), n=8, n_test=4)
     net = models.MLP((1, 16, 1), activation="tanh", parametrization="ntk", rngs=nnx.Rngs(0))
     apply_fn, params0, _ = models.functional(net)
-    run = lazy.scaled_gd(apply_fn, params0, jnp.asarray(ds.x), jnp.asarray(ds.y),
-                         learning_rate=0.3, steps=20, center=False)
-    fitted, hist = train.fit(net, ds, key=jax.random.key(1), steps=20, learning_rate=0.3,
-                             optimizer=optax.sgd, batch_size=None, loss="mse", log_every=20,
-                             progress=False)
+    run = lazy_training.scaled_gd(
+        apply_fn,
+        params0,
+        jnp.asarray(ds.x),
+        jnp.asarray(ds.y),
+        learning_rate=0.3,
+        steps=20,
+        center=False,
+    )
+    fitted, hist = train.fit(
+        net,
+        ds,
+        key=jax.random.key(1),
+        steps=20,
+        learning_rate=0.3,
+        optimizer=optax.sgd,
+        batch_size=None,
+        loss="mse",
+        log_every=20,
+        progress=False,
+    )
     _, want, _ = models.functional(fitted)
     for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -74,13 +96,15 @@ def test_scaled_gd_linear_model_closed_form():
     m = np.eye(6) - eta / 6 * np.asarray(x @ x.T, np.float64)
     r = np.linalg.matrix_power(m, steps) @ (-np.asarray(y, np.float64))
     for alpha in (0.5, 1.0, 4.0):
-        run = lazy.scaled_gd(apply_fn, w0, x, y, alpha=alpha, learning_rate=eta, steps=steps)
+        run = lazy_training.scaled_gd(
+            apply_fn, w0, x, y, alpha=alpha, learning_rate=eta, steps=steps
+        )
         g = alpha * (x @ run.params - x @ w0)
         np.testing.assert_allclose(g - y, r, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(run.loss[-1], 0.5 * np.mean(r**2), rtol=1e-4)
         if alpha == 1.0:
             d1 = run.params - w0
-    run4 = lazy.scaled_gd(apply_fn, w0, x, y, alpha=4.0, learning_rate=eta, steps=steps)
+    run4 = lazy_training.scaled_gd(apply_fn, w0, x, y, alpha=4.0, learning_rate=eta, steps=steps)
     np.testing.assert_allclose(run4.params - w0, d1 / 4, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="steps"):
-        lazy.scaled_gd(apply_fn, w0, x, y, learning_rate=eta, steps=0)
+        lazy_training.scaled_gd(apply_fn, w0, x, y, learning_rate=eta, steps=0)

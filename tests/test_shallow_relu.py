@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from udl_jax import models, shallow
+from udl_jax import models, shallow_relu
 
 
 def test_interpolating_network_equals_numpy_interp():
     rng = np.random.default_rng(0)
     knots = np.sort(rng.uniform(-2, 2, 12))
     values = rng.normal(size=12)
-    net = shallow.interpolating_network(knots, values)
+    net = shallow_relu.interpolating_network(knots, values)
     assert net.widths == (1, 11, 1)
     x = np.linspace(knots[0], knots[-1], 2001)
     np.testing.assert_allclose(
@@ -25,7 +25,7 @@ def test_error_on_smooth_target_matches_the_h2_over_8_bound():
     x = np.linspace(0, 1, 20001)
     for n in (4, 16, 64):
         knots = np.linspace(0, 1, n + 1)
-        net = shallow.interpolating_network(knots, np.sin(3 * knots))
+        net = shallow_relu.interpolating_network(knots, np.sin(3 * knots))
         err = np.abs(
             np.asarray(net(jnp.asarray(x[:, None], jnp.float32)))[:, 0] - np.sin(3 * x)
         ).max()
@@ -36,7 +36,7 @@ def test_error_on_smooth_target_matches_the_h2_over_8_bound():
 def test_hinge_terms_sum_to_the_network():
     net = models.MLP((1, 7, 1), bias_var=1.0, rngs=nnx.Rngs(3))
     x = np.linspace(-2, 2, 50)
-    terms = shallow.hinge_terms(net, x)
+    terms = shallow_relu.hinge_terms(net, x)
     np.testing.assert_allclose(
         terms.sum(1) + float(net.layers[1].b[...][0]),
         np.asarray(net(jnp.asarray(x[:, None], jnp.float32)))[:, 0],
@@ -46,8 +46,8 @@ def test_hinge_terms_sum_to_the_network():
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="knots: expected strictly increasing"):
-        shallow.interpolating_network(np.array([0.0, 0.0, 1.0]), np.zeros(3))
+        shallow_relu.interpolating_network(np.array([0.0, 0.0, 1.0]), np.zeros(3))
     with pytest.raises(ValueError, match="knots and values"):
-        shallow.interpolating_network(np.zeros(3), np.zeros(2))
+        shallow_relu.interpolating_network(np.zeros(3), np.zeros(2))
     with pytest.raises(ValueError, match="model: expected a 1 -> n -> 1"):
-        shallow.hinge_terms(models.MLP((2, 3, 1), rngs=nnx.Rngs(0)), np.zeros(2))
+        shallow_relu.hinge_terms(models.MLP((2, 3, 1), rngs=nnx.Rngs(0)), np.zeros(2))

@@ -1,18 +1,18 @@
 """The prior over functions of randomly initialized MLPs, sampled exactly and cheaply.
 
 A network with Gaussian weights, evaluated at N fixed inputs, has a simple conditional
-structure: given the activations ``H`` (N, n) of one layer, the next layer's pre-activations
-``z = H W sqrt(s_w / n) + sqrt(s_b) b`` are *exactly* Gaussian, every unit independently, with
-the N x N covariance ``G = s_w H H^T / n + s_b`` (the layer's empirical NNGP kernel). So the
-joint law of a network's outputs at the N inputs can be sampled layer by layer from
-``z = G^(1/2) eps``, eps an (N, n_next) standard normal, at cost O(N^2 n) per layer, instead of
-drawing the n x n_next weight matrix (``method="gram"``; the square root is a Cholesky factor
-with a relative diagonal jitter of `JITTER`, which matters only where G is singular, when the
-true width is below N). Both routes give the same distribution (tests/test_prior.py checks it
-against direct weight draws), and the Gram route makes thousands of networks of width 1024 a
-matter of seconds. Random draws come from fixed-size blocks (`udl_jax.models.standard_normal`)
-outside the compiled network, and ``pad_width`` masks units as `udl_jax.models.MLP`'s
-``max_width`` does, so a whole width sweep compiles once.
+structure: given the activations ``H`` (N, n) of one layer, the next layer's pre-activations ``z
+= H W sqrt(s_w / n) + sqrt(s_b) b`` are *exactly* Gaussian, every unit independently, with the N
+x N covariance ``G = s_w H H^T / n + s_b`` (the layer's empirical NNGP kernel). So the joint law
+of a network's outputs at the N inputs can be sampled layer by layer from ``z = G^(1/2) eps``,
+eps an (N, n_next) standard normal, at cost O(N^2 n) per layer, instead of drawing the n x
+n_next weight matrix (``method="gram"``; the square root is a Cholesky factor with a relative
+diagonal jitter of `JITTER`, which matters only where G is singular, when the true width is
+below N). Both routes give the same distribution (tests/test_function_prior.py checks it against
+direct weight draws), and the Gram route makes thousands of networks of width 1024 a matter of
+seconds. Random draws come from fixed-size blocks (`udl_jax.models.standard_normal`) outside the
+compiled network, and ``pad_width`` masks units as `udl_jax.models.MLP`'s ``max_width`` does, so
+a whole width sweep compiles once.
 
 This is the mechanism behind the NNGP limit (Neal 1996; Lee et al. 2018): as n grows, ``G``
 concentrates on its expectation, and the outputs become a Gaussian process with the analytic

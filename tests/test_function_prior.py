@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from udl_jax import function_prior, ntk
+from udl_jax import function_prior, models, ntk
 
 KEY = jax.random.key(0)
 
@@ -18,7 +18,7 @@ def test_gram_and_direct_routes_have_the_same_distribution():
     """Second and fourth moments of the outputs agree between the two exact samplers (width 3,
     far from Gaussian), within Monte Carlo error."""
     x = _inputs()
-    spec = ntk.MLPSpec((3, 6, 6, 1), activation="relu", bias_var=0.2)
+    spec = models.MLPSpec((3, 6, 6, 1), activation="relu", bias_var=0.2)
     a = function_prior.sample_outputs(spec, x, KEY, 4000, method="gram")[..., 0]
     b = function_prior.sample_outputs(spec, x, jax.random.key(1), 4000, method="direct")[..., 0]
     cov_a, cov_b = a.T @ a / len(a), b.T @ b / len(b)
@@ -29,7 +29,7 @@ def test_gram_and_direct_routes_have_the_same_distribution():
 
 def test_wide_networks_match_the_nngp_kernel():
     x = _inputs()
-    spec = ntk.MLPSpec((3, 256, 256, 1), activation="relu", bias_var=0.1)
+    spec = models.MLPSpec((3, 256, 256, 1), activation="relu", bias_var=0.1)
     ks = function_prior.network_kernels(spec, x, KEY, 100)
     k = ntk.nngp_kernel(spec, x)
     assert function_prior.relative_error(ks.mean(0), k) < 0.02
@@ -40,7 +40,7 @@ def test_wide_networks_match_the_nngp_kernel():
 def test_network_kernels_are_the_covariance_of_the_outputs():
     """Same key, same networks: outputs sampled from the networks have covariance mean(kernels)."""
     x = _inputs()
-    spec = ntk.MLPSpec((3, 8, 8, 1), activation="erf", bias_var=0.1)
+    spec = models.MLPSpec((3, 8, 8, 1), activation="erf", bias_var=0.1)
     f = function_prior.sample_outputs(spec, x, KEY, 4000)[..., 0]
     ks = function_prior.network_kernels(spec, x, KEY, 4000)
     np.testing.assert_allclose(f.T @ f / len(f), ks.mean(0), rtol=0.15, atol=0.06)
@@ -49,7 +49,7 @@ def test_network_kernels_are_the_covariance_of_the_outputs():
 def test_depth_one_is_exact_in_expectation():
     """One hidden layer: the mean kernel is the NNGP at any width (here 2), within MC error."""
     x = _inputs()
-    spec = ntk.MLPSpec((3, 2, 1), activation="relu", bias_var=0.1)
+    spec = models.MLPSpec((3, 2, 1), activation="relu", bias_var=0.1)
     ks = function_prior.network_kernels(spec, x, KEY, 5000)
     se = ks.std(0) / np.sqrt(len(ks))
     assert np.all(np.abs(ks.mean(0) - ntk.nngp_kernel(spec, x)) < 4 * se + 1e-6)
@@ -58,7 +58,7 @@ def test_depth_one_is_exact_in_expectation():
 def test_relu_layer_map_matches_the_analytic_kernel():
     x = _inputs(5, 7)
     k1 = 2.0 * x.astype(np.float64) @ x.T.astype(np.float64) / 7 + 0.1
-    spec = ntk.MLPSpec((7, 10, 1), activation="relu", bias_var=0.1)
+    spec = models.MLPSpec((7, 10, 1), activation="relu", bias_var=0.1)
     got = 2.0 * np.asarray(function_prior.relu_layer_map(k1)) + 0.1
     np.testing.assert_allclose(got, ntk.nngp_kernel(spec, x), rtol=1e-5)
     # its derivative is finite everywhere, the diagonal included
@@ -70,7 +70,7 @@ def test_bias_samples_match_brute_force():
     """The bias estimated by the control variate equals the bias of the plainly sampled mean
     kernel of depth-2 networks (width 4, where it is large)."""
     x = _inputs()
-    spec = ntk.MLPSpec((3, 4, 64, 1), activation="relu", bias_var=0.1)
+    spec = models.MLPSpec((3, 4, 64, 1), activation="relu", bias_var=0.1)
     est = function_prior.relu_bias_samples(x, 4, KEY, 2000, bias_var=0.1)
     assert est.shape == (2000, 2, 4, 4)
     bias_cv = est[:, 1].mean(0)
@@ -85,7 +85,7 @@ def test_bias_samples_match_brute_force():
 def test_padding_gives_the_same_distribution():
     """A width-4 network allocated 32 units (28 masked) has the kernel statistics of width 4."""
     x = _inputs()
-    spec = ntk.MLPSpec((3, 4, 4, 1), activation="relu", bias_var=0.1)
+    spec = models.MLPSpec((3, 4, 4, 1), activation="relu", bias_var=0.1)
     a = function_prior.network_kernels(spec, x, KEY, 4000, pad_width=32)
     b = function_prior.network_kernels(spec, x, jax.random.key(1), 4000)
     k = ntk.nngp_kernel(spec, x)
@@ -97,7 +97,7 @@ def test_padding_gives_the_same_distribution():
 
 def test_helpers_and_bad_input():
     assert function_prior.relative_error(np.eye(2) * 1.1, np.eye(2)) == pytest.approx(0.1)
-    spec = ntk.MLPSpec((3, 4, 1))
+    spec = models.MLPSpec((3, 4, 1))
     with pytest.raises(ValueError, match="x"):
         function_prior.sample_outputs(spec, np.zeros((2, 5)), KEY, 3)
     with pytest.raises(ValueError, match="num_networks"):

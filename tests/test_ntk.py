@@ -186,7 +186,7 @@ def test_analytic_kernels_match_monte_carlo(monte_carlo, activation):
             ("ntk", ntk_ntk, "ntk"),
             ("standard", ntk_std, "ntk"),
         ):
-            spec = nt.MLPSpec(
+            spec = models.MLPSpec(
                 widths, activation=activation, parametrization=parametrization, bias_var=MC_BIAS
             )
             exact = nt.analytic_kernels(spec, X_MC)._asdict()[kind]
@@ -201,7 +201,9 @@ def test_empirical_ntk_tends_to_analytic_with_width():
     for parametrization in models.PARAMETRIZATIONS:
         errors = {}
         for width in (128, 2048):
-            spec = nt.MLPSpec((4, width, width, 1), parametrization=parametrization, bias_var=0.1)
+            spec = models.MLPSpec(
+                (4, width, width, 1), parametrization=parametrization, bias_var=0.1
+            )
             exact = nt.ntk_kernel(spec, x)
             errs = []
             for seed in range(2):
@@ -213,35 +215,35 @@ def test_empirical_ntk_tends_to_analytic_with_width():
 
 def test_analytic_kernel_properties_and_known_values():
     x = np.asarray(X1, np.float64)
-    spec = nt.MLPSpec((3, 10, 10, 2), activation="relu", bias_var=0.2)
+    spec = models.MLPSpec((3, 10, 10, 2), activation="relu", bias_var=0.2)
     k = nt.analytic_kernels(spec, x)
     for mat in k:
         np.testing.assert_allclose(mat, mat.T, atol=1e-12)
         assert np.linalg.eigvalsh(mat).min() > -1e-10 * mat.max()
     # identity activation, depth 1: both kernels are linear in x.x'
-    lin = nt.MLPSpec((3, 5, 1), activation="identity", parametrization="ntk", weight_var=1.5,
+    lin = models.MLPSpec((3, 5, 1), activation="identity", parametrization="ntk", weight_var=1.5,
                      bias_var=0.2)
     k1 = 1.5 * x @ x.T / 3 + 0.2
     np.testing.assert_allclose(nt.nngp_kernel(lin, x), 1.5 * k1 + 0.2, rtol=1e-12)
     np.testing.assert_allclose(nt.ntk_kernel(lin, x), 1.5 * k1 + 0.2 + 1.5 * k1, rtol=1e-12)
-    std = nt.MLPSpec((3, 5, 1), activation="identity", parametrization="standard",
+    std = models.MLPSpec((3, 5, 1), activation="identity", parametrization="standard",
                      weight_var=1.5, bias_var=0.2)
     np.testing.assert_allclose(nt.ntk_kernel(std, x), 5 * k1 + 1 + 1.5 * (x @ x.T + 1))
     # ReLU on the diagonal: E[relu(u)^2] = q/2, so weight_var=2 preserves the norm
-    diag = np.diag(nt.nngp_kernel(nt.MLPSpec((3, 4, 4, 4, 1)), x))
+    diag = np.diag(nt.nngp_kernel(models.MLPSpec((3, 4, 4, 4, 1)), x))
     np.testing.assert_allclose(diag, 2 * np.sum(x**2, 1) / 3, rtol=1e-12)
 
 
 def test_spec_builds_the_model_and_reads_it_back():
-    spec = nt.MLPSpec((3, 7, 7, 2), activation="erf", parametrization="ntk", bias_var=0.3)
+    spec = models.MLPSpec((3, 7, 7, 2), activation="erf", parametrization="ntk", bias_var=0.3)
     m = spec.build(nnx.Rngs(0))
     assert isinstance(m, models.MLP)
-    assert nt.MLPSpec.from_model(m) == spec and spec.depth == 2 and spec.weight_var == 1.0
+    assert models.MLPSpec.from_model(m) == spec and spec.depth == 2 and spec.weight_var == 1.0
     default = models.MLP((3, 7, 2), rngs=nnx.Rngs(0))  # the same defaults as the MLP
-    assert nt.MLPSpec.from_model(default) == nt.MLPSpec((3, 7, 2))
+    assert models.MLPSpec.from_model(default) == models.MLPSpec((3, 7, 2))
     np.testing.assert_array_equal(nt.ntk_kernel(m, X1, X2), nt.ntk_kernel(spec, X1, X2))
     padded = models.MLP((3, 5, 2), max_width=9, parametrization="standard", rngs=nnx.Rngs(0))
-    assert nt.MLPSpec.from_model(padded).widths == (3, 5, 2)
+    assert models.MLPSpec.from_model(padded).widths == (3, 5, 2)
 
 
 def test_errors_name_the_argument():
@@ -260,9 +262,9 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="chunk_size"):
         nt.mlp_ntk(m, X1, chunk_size=0)
     with pytest.raises(ValueError, match="activation"):
-        nt.nngp_kernel(nt.MLPSpec((3, 4, 1), activation="tanh"), X1)
+        nt.nngp_kernel(models.MLPSpec((3, 4, 1), activation="tanh"), X1)
     with pytest.raises(ValueError, match="widths"):
-        nt.MLPSpec((3,))
+        models.MLPSpec((3,))
     with pytest.raises(ValueError, match="model"):
         nt.ntk_kernel(models.MLP((3, 4, 4, 1), residual=True, rngs=nnx.Rngs(0)), X1)
     with pytest.raises(TypeError, match="model_or_spec"):
@@ -289,7 +291,7 @@ def _regression_problem(n=20, m=6, seed=0):
     rng = np.random.default_rng(seed)
     x, xt = rng.normal(size=(n, 3)), rng.normal(size=(m, 3))
     y = np.stack([np.sin(x[:, 0]) + x[:, 1], np.cos(x[:, 2])], 1)
-    spec = nt.MLPSpec((3, 64, 64, 2), activation="erf", parametrization="ntk", bias_var=0.1)
+    spec = models.MLPSpec((3, 64, 64, 2), activation="erf", parametrization="ntk", bias_var=0.1)
     return x, xt, y, spec
 
 

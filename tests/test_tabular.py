@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from udl_jax import ntk, tabular
+from udl_jax import models, ntk, tabular
 from udl_jax.data import Dataset
 
 
@@ -70,7 +70,7 @@ def test_svm_matches_gridsearch(wine):
 def test_kernel_accuracy_matches_kernel_ridge(wine):
     from sklearn.kernel_ridge import KernelRidge
 
-    spec = ntk.MLPSpec((13, 64, 3), parametrization="ntk", bias_var=0.1)
+    spec = models.MLPSpec((13, 64, 3), parametrization="ntk", bias_var=0.1)
     k_train, k_test = ntk.nngp_kernel(spec, wine.x), ntk.nngp_kernel(spec, wine.x_test, wine.x)
     acc, rel = tabular.kernel_accuracy(k_train, k_test, wine.y, wine.y_test, jax.random.key(0))
     kr = KernelRidge(alpha=rel * np.mean(np.diag(k_train)), kernel="precomputed")

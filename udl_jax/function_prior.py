@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import models
-from .ntk import MLPSpec
+from .models import MLPSpec
 
 __all__ = [
     "sample_outputs",
@@ -63,7 +63,7 @@ def _check(spec, x, num_networks, method):
             spec = MLPSpec.from_model(spec)
         else:
             raise TypeError(
-                f"spec: expected an ntk.MLPSpec or models.MLP, got {type(spec).__name__}"
+                f"spec: expected a models.MLPSpec or models.MLP, got {type(spec).__name__}"
             )
     x = np.asarray(x, np.float32)
     if x.ndim != 2 or x.shape[1] != spec.widths[0] or x.shape[0] < 1:
@@ -213,7 +213,7 @@ def sample_outputs(
     docstring.
 
     Args:
-      spec: an `udl_jax.ntk.MLPSpec` (or a `udl_jax.models.MLP`, whose architecture is read).
+      spec: an `udl_jax.models.MLPSpec` (or a `udl_jax.models.MLP`, whose architecture is read).
       x: (N, d) inputs, d = ``spec.widths[0]``.
       key: PRNG key; the draws are a deterministic function of ``key``, ``num_networks`` and
         the shapes (networks are drawn in chunks, the hidden layers' draws shared with

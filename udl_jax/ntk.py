@@ -35,7 +35,6 @@ network is that kernel times the K x K identity.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -48,9 +47,9 @@ import scipy.linalg
 from flax import nnx
 
 from . import models
+from .models import MLPSpec
 
 __all__ = [
-    "MLPSpec",
     "nngp_kernel",
     "ntk_kernel",
     "analytic_kernels",
@@ -91,92 +90,6 @@ pair (measured within a factor 1.5 of each other) and the Jacobian contraction i
 
 
 # ---------------------------------------------------------------------- architecture spec
-
-
-@dataclasses.dataclass(frozen=True)
-class MLPSpec:
-    """A fully connected architecture: builds the finite `MLP` and gives its infinite-width kernels.
-
-    The fields and defaults are those of `udl_jax.models.MLP`, which carries the same attributes,
-    so either can be passed to `nngp_kernel` and `ntk_kernel`; ``MLPSpec.from_model(model)`` reads
-    them back and ``spec.build(rngs)`` makes the network.
-
-    Attributes:
-      widths: layer sizes including input and output, e.g. ``(40, 512, 512, 10)``; the number of
-        hidden layers (``depth``) is ``len(widths) - 2``. The analytic NNGP and the NTK in NTK
-        parametrization do not depend on the hidden widths; the standard-parametrization NTK does.
-      activation: a key of `udl_jax.models.ACTIVATIONS` (kernels need one of
-        `ANALYTIC_ACTIVATIONS`).
-      parametrization: ``"standard"`` or ``"ntk"`` (see `udl_jax.models.Dense`).
-      weight_var: sigma_w^2; None gives the `MLP` default (2 for ReLU/GELU, 1 otherwise).
-      bias_var: sigma_b^2.
-    """
-
-    widths: tuple[int, ...]
-    activation: str = "relu"
-    parametrization: str = "standard"
-    weight_var: float | None = None
-    bias_var: float = 0.0
-
-    def __post_init__(self):
-        widths = tuple(self.widths)
-        if len(widths) < 2 or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ValueError(
-                f"widths: expected at least two positive ints (input, ..., output), got {widths!r}"
-            )
-        if self.activation not in models.ACTIVATIONS:
-            raise ValueError(
-                f"activation: expected one of {sorted(models.ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        if self.parametrization not in models.PARAMETRIZATIONS:
-            raise ValueError(
-                f"parametrization: expected one of {models.PARAMETRIZATIONS}, "
-                f"got {self.parametrization!r}"
-            )
-        weight_var = self.weight_var
-        if weight_var is None:
-            weight_var = models._DEFAULT_WEIGHT_VAR.get(self.activation, 1.0)
-        if weight_var <= 0 or self.bias_var < 0:
-            raise ValueError(
-                f"weight_var must be > 0 and bias_var >= 0, got {weight_var}, {self.bias_var}"
-            )
-        object.__setattr__(self, "widths", widths)
-        object.__setattr__(self, "weight_var", float(weight_var))
-        object.__setattr__(self, "bias_var", float(self.bias_var))
-
-    @property
-    def depth(self) -> int:
-        """Number of hidden layers."""
-        return len(self.widths) - 2
-
-    def build(self, rngs: nnx.Rngs) -> models.MLP:
-        """The finite network of this architecture, freshly initialized from ``rngs``."""
-        return models.MLP(
-            self.widths,
-            activation=self.activation,
-            parametrization=self.parametrization,
-            weight_var=self.weight_var,
-            bias_var=self.bias_var,
-            rngs=rngs,
-        )
-
-    @classmethod
-    def from_model(cls, model: models.MLP) -> MLPSpec:
-        """The architecture of an `MLP` (its true widths when it is padded)."""
-        if not isinstance(model, models.MLP):
-            raise TypeError(f"model: expected a udl_jax.models.MLP, got {type(model).__name__}")
-        if model.residual:
-            raise ValueError(
-                "model: residual MLPs have no analytic kernel here; expected residual=False"
-            )
-        return cls(
-            tuple(int(w) for w in model.true_widths),
-            activation=model.activation,
-            parametrization=model.parametrization,
-            weight_var=model.weight_var,
-            bias_var=model.bias_var,
-        )
 
 
 def _as_spec(model_or_spec) -> MLPSpec:

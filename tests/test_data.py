@@ -121,3 +121,10 @@ def test_corrupt_labels_accepts_integer_probabilities():
     np.testing.assert_array_equal(
         data.corrupt_labels(key, y, 1, 10), data.corrupt_labels(key, y, 1.0, 10)
     )
+
+
+def test_sklearn_seed_is_a_deterministic_int_in_range_that_depends_on_the_key():
+    seeds = [data.sklearn_seed(jax.random.key(k)) for k in range(20)]
+    assert all(isinstance(s, int) and 0 <= s < 2**31 - 1 for s in seeds)
+    assert seeds == [data.sklearn_seed(jax.random.key(k)) for k in range(20)]
+    assert len(set(seeds)) == 20

@@ -26,6 +26,7 @@ __all__ = [
     "Dataset",
     "mnist1d",
     "cache_dir",
+    "sklearn_seed",
     "toy_regression_1d",
     "moons",
     "corrupt_labels",
@@ -90,8 +91,12 @@ def _make(x, y, x_test, y_test) -> Dataset:
     return Dataset(cast(x), cast(y), cast(x_test), cast(y_test))
 
 
-def _seed(key: jax.Array) -> int:
-    """An int seed for libraries that want one (scikit-learn), derived from a JAX key."""
+def sklearn_seed(key: jax.Array) -> int:
+    """An int seed for libraries that want one (scikit-learn), derived from a JAX key.
+
+    Returns:
+      An int in [0, 2^31 - 1), a deterministic function of ``key``.
+    """
     return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
@@ -201,7 +206,7 @@ def moons(key: jax.Array, n: int = 200, n_test: int = 1000, noise: float = 0.15)
 
     if n < 2 or n_test < 2:
         raise ValueError(f"n and n_test: expected >= 2, got {n}, {n_test}")
-    x, y = make_moons(n + n_test, noise=noise, random_state=_seed(key))
+    x, y = make_moons(n + n_test, noise=noise, random_state=sklearn_seed(key))
     x = (x - x[:n].mean(0)) / x[:n].std(0)
     return _make(x[:n], y[:n], x[n:], y[n:])
 

@@ -24,7 +24,7 @@ import threadpoolctl
 from flax import nnx
 
 from . import models, ntk, train
-from .data import Dataset, _seed
+from .data import Dataset, sklearn_seed
 
 __all__ = [
     "DATASETS",
@@ -99,7 +99,7 @@ def stratified_splits(
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction}")
     y = np.asarray(y)
-    sss = StratifiedShuffleSplit(n_splits, test_size=test_fraction, random_state=_seed(key))
+    sss = StratifiedShuffleSplit(n_splits, test_size=test_fraction, random_state=sklearn_seed(key))
     return [(np.sort(tr), np.sort(te)) for tr, te in sss.split(np.zeros((len(y), 1)), y)]
 
 

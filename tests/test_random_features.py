@@ -258,3 +258,41 @@ def test_bad_inputs_name_the_argument():
         random_features.min_norm_risk_isotropic(10, 5, -1.0, 1.0)
     with pytest.raises(ValueError, match="signal_norm2"):
         random_features.min_norm_risk_isotropic(10, 5, 1.0, -1.0)
+
+
+def test_feature_count_sweep_matches_pseudo_inverse_and_scikit_learn_ridge():
+    """Model N of draw s uses the first N columns of one draw of max(N) features; min-norm
+    fits equal NumPy's pseudo-inverse, ridge fits scikit-learn's Ridge (no intercept)."""
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(0)
+    x, x_test = rng.normal(size=(20, 4)), rng.normal(size=(15, 4))
+    y, y_test = rng.integers(0, 3, 20), rng.integers(0, 3, 15)
+    key, ns, ridges = jax.random.key(5), (3, 20, 45), (0.0, 0.1)
+    sweep = random_features.feature_count_sweep(
+        key, x, y, x_test, y_test, ns, ridges=ridges, n_draws=2
+    )
+    assert sweep.test_mse.shape == (2, 2, 3)
+    onehot, onehot_test = np.eye(3)[y], np.eye(3)[y_test]
+    for s in range(2):
+        w = np.asarray(random_features.make_random_features(jax.random.fold_in(key, s), 4, 45)["w"])
+        for j, n in enumerate(ns):
+            phi = np.maximum(x.astype(np.float32) @ w[:, :n], 0) / np.sqrt(n)
+            phi_test = np.maximum(x_test.astype(np.float32) @ w[:, :n], 0) / np.sqrt(n)
+            fits = [np.linalg.pinv(phi) @ onehot,
+                    Ridge(alpha=0.1, fit_intercept=False).fit(phi, onehot).coef_.T]
+            for i, coef in enumerate(fits):
+                pred = phi_test @ coef
+                np.testing.assert_allclose(
+                    sweep.train_mse[s, i, j], np.mean(np.sum((phi @ coef - onehot) ** 2, 1)),
+                    rtol=1e-3, atol=1e-6)
+                np.testing.assert_allclose(
+                    sweep.test_mse[s, i, j], np.mean(np.sum((pred - onehot_test) ** 2, 1)),
+                    rtol=1e-3)
+                assert sweep.test_error[s, i, j] == pytest.approx(
+                    np.mean(pred.argmax(1) != y_test))
+    assert np.all(sweep.train_mse[:, 0, 1:] < 1e-8)  # N >= n: the min-norm fit interpolates
+    with pytest.raises(ValueError, match="ridges"):
+        random_features.feature_count_sweep(key, x, y, x_test, y_test, ns, ridges=(-1.0,))
+    with pytest.raises(ValueError, match="pred, target"):
+        random_features.squared_error(np.ones((3, 2)), np.ones((3, 3)))

@@ -17,6 +17,8 @@ features. Regression targets are (n,) or (n, k); weights come back as (N,) or (N
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +32,9 @@ __all__ = [
     "min_norm_solution",
     "ridge_solution",
     "FORMS",
+    "squared_error",
+    "FeatureSweep",
+    "feature_count_sweep",
     "min_norm_risk_isotropic",
 ]
 
@@ -243,6 +248,99 @@ def ridge_solution(phi, y, lam: float, *, form: str = "auto") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- exact risk
+
+
+def squared_error(pred, target) -> float:
+    """Mean over samples of the squared norm of the residual, ``mean_i ||pred_i - target_i||^2``.
+
+    Args:
+      pred, target: (n, k) arrays (e.g. predictions and one-hot targets).
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape or pred.ndim != 2:
+        raise ValueError(
+            f"pred, target: expected two (n, k) arrays of one shape, got {pred.shape} and "
+            f"{target.shape}"
+        )
+    return float(np.mean(np.sum((pred - target) ** 2, axis=1)))
+
+
+class FeatureSweep(NamedTuple):
+    """Result of `feature_count_sweep`: arrays of shape (n_draws, len(ridges), len(n_features)).
+
+    Attributes:
+      train_mse, test_mse: `squared_error` of the fit against one-hot targets.
+      test_error: the test classification error of the arg-max prediction.
+    """
+
+    train_mse: np.ndarray
+    test_mse: np.ndarray
+    test_error: np.ndarray
+
+
+def feature_count_sweep(
+    key: jax.Array,
+    x,
+    y,
+    x_test,
+    y_test,
+    n_features: Sequence[int],
+    *,
+    ridges: Sequence[float] = (0.0,),
+    n_draws: int = 1,
+    num_classes: int | None = None,
+) -> FeatureSweep:
+    """Random-features classifiers fitted to one-hot targets, over the number of features N.
+
+    For each draw ``s`` one first layer of ``max(n_features)`` features is made from
+    ``jax.random.fold_in(key, s)`` (`make_random_features`), and the model with N features uses
+    its first N, rescaled by ``1/sqrt(N)`` as in `featurize`: the models of one draw are
+    nested, so the curve over N moves one feature at a time, as in Belkin et al. (2019). Each
+    is fitted by `min_norm_solution` (ridge 0) or `ridge_solution` in float64.
+
+    Args:
+      key: PRNG key of the random features.
+      x, x_test: (n, d) and (n_test, d) inputs.
+      y, y_test: integer labels, (n,) and (n_test,).
+      n_features: the numbers of features N, positive ints.
+      ridges: penalties, 0 for the minimum-norm interpolant.
+      n_draws: independent draws of the first layer.
+      num_classes: k, the width of the one-hot targets (default: the largest label + 1).
+
+    Returns:
+      A `FeatureSweep`.
+    """
+    n_features = np.asarray(n_features)
+    if n_features.ndim != 1 or n_features.size == 0 or not np.all(n_features >= 1):
+        raise ValueError(f"n_features: expected positive ints, got {n_features!r}")
+    if not isinstance(n_draws, int) or n_draws < 1:
+        raise ValueError(f"n_draws: expected a positive int, got {n_draws!r}")
+    if any(lam < 0 for lam in ridges):
+        raise ValueError(f"ridges: expected nonnegative penalties, got {ridges!r}")
+    y, y_test = np.asarray(y), np.asarray(y_test)
+    k = int(max(y.max(), y_test.max())) + 1 if num_classes is None else num_classes
+    targets, targets_test = np.eye(k)[y], np.eye(k)[y_test]
+    n_max = int(n_features.max())
+    shape = (n_draws, len(ridges), len(n_features))
+    train, test, err = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    for s in range(n_draws):
+        params = make_random_features(jax.random.fold_in(key, s), np.shape(x)[1], n_max)
+        # unnormalized features relu(x W) in float64 for the solvers; model N takes N columns
+        raw = math.sqrt(n_max) * np.asarray(featurize(params, x), np.float64)
+        raw_test = math.sqrt(n_max) * np.asarray(featurize(params, x_test), np.float64)
+        for j, n_feat in enumerate(n_features):
+            scale = np.sqrt(n_feat)
+            phi, phi_test = raw[:, :n_feat] / scale, raw_test[:, :n_feat] / scale
+            for i, lam in enumerate(ridges):
+                if lam == 0:
+                    w = min_norm_solution(phi, targets)
+                else:
+                    w = ridge_solution(phi, targets, lam)
+                pred_test = phi_test @ w
+                train[s, i, j] = squared_error(phi @ w, targets)
+                test[s, i, j] = squared_error(pred_test, targets_test)
+                err[s, i, j] = np.mean(np.argmax(pred_test, axis=1) != y_test)
+    return FeatureSweep(train, test, err)
 
 
 def min_norm_risk_isotropic(

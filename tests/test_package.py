@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import importlib.util
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -50,15 +51,16 @@ def _defined(name: str) -> list[str]:
     return [n.name for n in tree.body if isinstance(n, kinds) and not n.name.startswith("_")]
 
 
-def _parsable(source: str) -> str:
-    """Notebook code with IPython magics (``%pip``, ``!ls``) replaced by ``pass``."""
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            line = line[: len(line) - len(stripped)] + "pass"
-        lines.append(line)
-    return "\n".join(lines)
+def _load_api_links():
+    spec = importlib.util.spec_from_file_location("api_links", ROOT / "tools" / "api_links.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Notebook code with IPython magics (``%pip``, ``!ls``) replaced by ``pass``, as the api-links
+# tool reads it.
+_parsable = _load_api_links()._parsable
 
 
 def _target(node: ast.ImportFrom) -> str | None:

@@ -423,3 +423,23 @@ def test_linearize_matches_a_hand_derived_taylor_model():
         np.testing.assert_allclose(f_lin(p, x), apply_fn(p0, x) + scale * jd, rtol=1e-5, atol=1e-5)
     far = jax.tree.map(lambda a, b: a + 3 * b, p0, d)
     assert jnp.abs(f_lin(far, x) - apply_fn(far, x)).max() > 0.5  # not the network itself
+
+
+def test_gp_log_marginal_likelihood_matches_scikit_learn_and_vectorizes_over_labels():
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(25, 3))
+    ys = rng.choice([-1.0, 1.0], size=(4, 25))
+    kernel = ConstantKernel(1.5, "fixed") * RBF(2.0, "fixed")
+    k = kernel(x)
+    got = nt.gp_log_marginal_likelihood(k, ys, noise_var=0.1)
+    for y, value in zip(ys, got, strict=True):
+        ref = GaussianProcessRegressor(kernel, alpha=0.1, optimizer=None).fit(x, y)
+        np.testing.assert_allclose(value, ref.log_marginal_likelihood_value_, rtol=1e-10)
+        assert nt.gp_log_marginal_likelihood(k, y, noise_var=0.1) == pytest.approx(value)
+    with pytest.raises(ValueError, match="y_train"):
+        nt.gp_log_marginal_likelihood(k, ys[:, :5])
+    with pytest.raises(ValueError, match="noise_var"):
+        nt.gp_log_marginal_likelihood(k, ys[0], noise_var=-1.0)

@@ -65,6 +65,7 @@ __all__ = [
     "kernel_regression",
     "gp_posterior",
     "Posterior",
+    "gp_log_marginal_likelihood",
     "gradient_flow_prediction",
     "Linearized",
     "Anchor",
@@ -628,6 +629,39 @@ def gp_posterior(
     v = scipy.linalg.solve_triangular(chol, b.T, lower=True)  # (n, m)
     var = k_test - np.sum(v**2, 0) if k_test.ndim == 1 else k_test - v.T @ v
     return Posterior(unflatten(mean), var)
+
+
+def gp_log_marginal_likelihood(k_train, y_train, *, noise_var: float = 0.0) -> np.ndarray:
+    """Log marginal likelihood ``log p(y | X)`` of a zero-mean GP with Gaussian noise.
+
+    ``-y^T A^-1 y / 2 - log det A / 2 - n log(2 pi) / 2`` with ``A = K + noise_var I``
+    (Rasmussen & Williams 2006, eq. 2.30, Algorithm 2.1): the probability of the labels under
+    the prior over functions, averaged over all functions rather than taken at the best fit.
+    One float64 Cholesky factor of ``A`` serves every label vector.
+
+    Args:
+      k_train: (n, n) prior covariance of the training inputs.
+      y_train: (n,) labels, or (m, n): m label vectors for the same inputs.
+      noise_var: observation noise variance, >= 0 (added to the diagonal).
+
+    Returns:
+      A float, or an (m,) array: one log likelihood (nats) per label vector.
+    """
+    if noise_var < 0:
+        raise ValueError(f"noise_var: expected >= 0, got {noise_var}")
+    a = _float64(k_train, "k_train")
+    n = a.shape[0]
+    if a.shape != (n, n):
+        raise ValueError(f"k_train: expected a square matrix, got shape {a.shape}")
+    y = _float64(y_train, "y_train")
+    if y.shape[-1] != n or y.ndim not in (1, 2):
+        raise ValueError(f"y_train: expected shape ({n},) or (m, {n}), got {y.shape}")
+    chol = scipy.linalg.cholesky(a + noise_var * np.eye(n), lower=True)
+    ys = np.atleast_2d(y)
+    alpha = scipy.linalg.cho_solve((chol, True), ys.T)  # (n, m)
+    log_det = 2 * np.log(np.diag(chol)).sum()
+    out = -0.5 * (np.sum(ys.T * alpha, 0) + log_det + n * np.log(2 * np.pi))
+    return float(out[0]) if y.ndim == 1 else out
 
 
 def _initial_outputs(f0, shape, name):

@@ -192,9 +192,14 @@ def _functions(graphdef_train, graphdef_eval, loss_fn, tx, batch_size):
         params, opt_state, value, new_rest = optimizer_step(objective, tx, params, opt_state)
         return (params, new_rest, opt_state), value
 
-    def evaluate(params, rest, x, y):
-        out = nnx.merge(graphdef_eval, params, rest, copy=True)(x)
-        return loss_fn(out, y), accuracy(out, y), out
+    def evaluate(params, rest, x, y, x_test, y_test):
+        # One forward pass over train and test inputs together: in evaluation mode every
+        # output depends on its own input only, and the model is traced once, not twice.
+        n = x.shape[0]
+        both = nnx.merge(graphdef_eval, params, rest, copy=True)(jnp.concatenate([x, x_test]))
+        out = both[n:]
+        train_loss, train_acc = loss_fn(both[:n], y), accuracy(both[:n], y)
+        return train_loss, train_acc, loss_fn(out, y_test), accuracy(out, y_test), out
 
     return step, evaluate
 
@@ -223,7 +228,7 @@ def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_siz
     The evaluation returns train loss, train accuracy, test loss, test accuracy and, with
     ``record``, the test outputs of the same forward pass that gave the test metrics.
     """
-    step, evaluate_one = _functions(
+    step, evaluate_both = _functions(
         graphdef_train, graphdef_eval, loss_fn, _tx(template), batch_size
     )
 
@@ -231,15 +236,8 @@ def _compiled_single(graphdef_train, graphdef_eval, loss_fn, template, batch_siz
         return jax.lax.scan(lambda c, k: step(c, k, x, y), carry, keys)
 
     def evaluate(params, rest, x, y, x_test, y_test):
-        # One forward pass over train and test inputs together: in evaluation mode every
-        # output depends on its own input only, and the model is traced once, not twice.
-        n = x.shape[0]
-        both = nnx.merge(graphdef_eval, params, rest, copy=True)(jnp.concatenate([x, x_test]))
-        out = both[n:]
-        train_loss, train_acc = loss_fn(both[:n], y), accuracy(both[:n], y)
-        test_loss, test_acc = loss_fn(out, y_test), accuracy(out, y_test)
-        metrics = (train_loss, train_acc, test_loss, test_acc)
-        return (*metrics, out) if record else metrics
+        *metrics, out = evaluate_both(params, rest, x, y, x_test, y_test)
+        return (*metrics, out) if record else tuple(metrics)
 
     return jax.jit(chunk), jax.jit(evaluate), chunk, evaluate
 

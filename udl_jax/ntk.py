@@ -645,7 +645,8 @@ def gp_log_marginal_likelihood(k_train, y_train, *, noise_var: float = 0.0) -> n
       noise_var: observation noise variance, >= 0 (added to the diagonal).
 
     Returns:
-      A float, or an (m,) array: one log likelihood (nats) per label vector.
+      The log likelihood in nats of each label vector, a float for (n,) labels and an (m,)
+      array for (m, n) labels.
     """
     if noise_var < 0:
         raise ValueError(f"noise_var: expected >= 0, got {noise_var}")

@@ -5,7 +5,7 @@ import optax
 import pytest
 from flax import nnx
 
-from udl_jax import data, edge_of_stability, hessian, models, train
+from udl_jax import data, edge_of_stability, hessian, losses, models, train
 
 
 def _spd(p=12, seed=0, lam_min=-1.0):
@@ -69,7 +69,7 @@ def mlp_problem():
     x, y = jnp.asarray(ds.x), jnp.asarray(ds.y)
 
     def loss_fn(p):
-        return train.mse(apply_fn(p, x), y)
+        return losses.mse(apply_fn(p, x), y)
 
     return ds, model, params, loss_fn
 

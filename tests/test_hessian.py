@@ -8,7 +8,7 @@ from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 from udl_jax import hessian as hs
-from udl_jax import models, train
+from udl_jax import losses, models
 
 
 def _problem(widths=(4, 6, 3), n=24, seed=0, activation="tanh"):
@@ -20,7 +20,7 @@ def _problem(widths=(4, 6, 3), n=24, seed=0, activation="tanh"):
     apply_fn, params, _ = models.functional(m)
 
     def loss_fn(p):
-        return train.cross_entropy(apply_fn(p, x), y)
+        return losses.cross_entropy(apply_fn(p, x), y)
 
     return apply_fn, params, x, y, loss_fn
 
@@ -76,24 +76,24 @@ def test_gauss_newton_and_fisher(reference):
     # G = J^T H_L J with J and H_L formed explicitly
     jac = jax.jit(jax.jacobian(lambda f: apply_fn(unravel(f), x).ravel()))(flat)  # (n k, P)
     out = jax.jit(apply_fn)(params, x)
-    h_out = jax.jit(jax.hessian(lambda o: train.cross_entropy(o.reshape(out.shape), y)))(
+    h_out = jax.jit(jax.hessian(lambda o: losses.cross_entropy(o.reshape(out.shape), y)))(
         out.ravel())
     g_ref = jac.T @ h_out @ jac
-    gv = ravel_pytree(hs.gauss_newton_vector_product(apply_fn, train.cross_entropy, params, x,
+    gv = ravel_pytree(hs.gauss_newton_vector_product(apply_fn, losses.cross_entropy, params, x,
                                                       y, v))[0]
     np.testing.assert_allclose(gv, g_ref @ ravel_pytree(v)[0], rtol=1e-4, atol=1e-6)
     # the categorical Fisher is the Gauss-Newton matrix of the cross-entropy, for any labels
     fv = ravel_pytree(hs.fisher_vector_product(apply_fn, params, x, v))[0]
     np.testing.assert_allclose(fv, gv, rtol=1e-4, atol=1e-6)
-    gv_other = hs.gauss_newton_vector_product(apply_fn, train.cross_entropy, params, x,
+    gv_other = hs.gauss_newton_vector_product(apply_fn, losses.cross_entropy, params, x,
                                               (y + 1) % 3, v)
     np.testing.assert_allclose(ravel_pytree(gv_other)[0], gv, rtol=1e-4, atol=1e-6)
     # the Gaussian Fisher is the Gauss-Newton matrix of half the mean squared error
     fg = ravel_pytree(hs.fisher_vector_product(apply_fn, params, x, v, likelihood="gaussian"))[0]
-    gm = ravel_pytree(hs.gauss_newton_vector_product(apply_fn, train.mse, params, x, y, v))[0]
+    gm = ravel_pytree(hs.gauss_newton_vector_product(apply_fn, losses.mse, params, x, y, v))[0]
     np.testing.assert_allclose(fg, gm, rtol=1e-4, atol=1e-6)
     # the Gauss-Newton matrix is positive semi-definite; operators agree with the products
-    g_dense = np.asarray(hs.to_dense(hs.gauss_newton_operator(apply_fn, train.cross_entropy,
+    g_dense = np.asarray(hs.to_dense(hs.gauss_newton_operator(apply_fn, losses.cross_entropy,
                                                                params, x, y)))
     np.testing.assert_allclose(g_dense, g_ref, rtol=1e-4, atol=1e-6)
     assert np.linalg.eigvalsh(g_dense.astype(np.float64)).min() > -1e-6
@@ -106,8 +106,8 @@ def test_gauss_newton_equals_hessian_for_a_linear_model_with_mse():
     apply_fn, params, _ = models.functional(m)
     x = jnp.asarray(np.random.default_rng(0).normal(size=(10, 3)), jnp.float32)
     y = jnp.asarray(np.random.default_rng(1).normal(size=(10, 2)), jnp.float32)
-    h = hs.dense_hessian(lambda p: train.mse(apply_fn(p, x), y), params)
-    g = hs.to_dense(hs.gauss_newton_operator(apply_fn, train.mse, params, x, y))
+    h = hs.dense_hessian(lambda p: losses.mse(apply_fn(p, x), y), params)
+    g = hs.to_dense(hs.gauss_newton_operator(apply_fn, losses.mse, params, x, y))
     np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-6)
 
 

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from udl_jax import data, models, train
+from udl_jax import data, losses, models, train
 from udl_jax import scale_invariance as si
 
 A = np.diag([1.0, 2.0, 3.0, 5.0]) + 0.1  # symmetric, for a Rayleigh quotient
@@ -77,7 +77,7 @@ def test_batch_norm_mlp_is_scale_invariant_and_plain_mlp_is_not():
         m = models.MLP((40, 16, 16, 10), normalization=norm, norm_epsilon=0.0, rngs=nnx.Rngs(0))
         apply_fn, params, _ = models.functional(m, train=True)
         defects[norm] = si.invariance_defects(
-            lambda p, f=apply_fn: train.cross_entropy(f(p, x), y), params, scales=(0.01, 100.0)
+            lambda p, f=apply_fn: losses.cross_entropy(f(p, x), y), params, scales=(0.01, 100.0)
         )
     assert max(defects["batch"]) < 1e-4
     assert defects[None].loss_change > 0.1 and defects[None].gradient_cosine > 1e-3

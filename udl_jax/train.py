@@ -27,7 +27,7 @@ import optax
 from flax import nnx
 
 from .data import Dataset
-from .losses import accuracy, cross_entropy, mse, resolve  # noqa: F401 (re-exported)
+from .losses import accuracy, resolve
 
 __all__ = [
     "fit",

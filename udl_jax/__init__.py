@@ -14,7 +14,9 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.hessian`: Hessian-vector products, Lanczos spectra, sharpness.
 - `udl_jax.edge_of_stability`: gradient descent with its sharpness tracked inside one scan.
 - `udl_jax.landscape`: filter-normalized directions, loss slices, mode connectivity.
-- `udl_jax.ntk`: empirical and analytic NTK/NNGP, kernel predictions, linearized networks.
+- `udl_jax.ntk`: empirical and analytic NTK/NNGP, linearized networks.
+- `udl_jax.kernel_regression`: predictions from kernels: kernel ridge regression, GP posteriors
+  and evidence, gradient flow of a linearized network.
 - `udl_jax.function_prior`: exact samples of random MLPs' output functions (the NNGP prior at
   finite width).
 - `udl_jax.lazy_training`: lazy training and feature learning: how far weights and kernels move.

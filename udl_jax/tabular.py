@@ -23,7 +23,7 @@ import optax
 import threadpoolctl
 from flax import nnx
 
-from . import models, ntk, train
+from . import kernel_regression, models, train
 from .data import Dataset, sklearn_seed
 
 __all__ = [
@@ -188,7 +188,7 @@ def kernel_accuracy(
     is the infinite-width Bayesian network's posterior mean (Lee et al. 2018) or the
     infinitely wide network trained by gradient flow on the squared loss (Jacot et al. 2018),
     as used on small data by Arora et al. (2020). The prediction is
-    ``k(x, X) (K + r I)^-1 Y`` (`udl_jax.ntk.kernel_regression`) with
+    ``k(x, X) (K + r I)^-1 Y`` (`udl_jax.kernel_regression.kernel_regression`) with
     ``r = ridge * mean(diag K)``, and the class is its arg-max. The relative ridge with the best
     validation accuracy (ties: the larger) is refit on the whole training part.
 
@@ -220,7 +220,7 @@ def kernel_accuracy(
         scale = np.mean(np.diag(k_fit))
         val_acc = [
             np.mean(
-                ntk.kernel_regression(
+                kernel_regression.kernel_regression(
                     k_fit, k_train[np.ix_(val, fit)], onehot[fit], ridge=r * scale
                 ).argmax(1)
                 == y[val]
@@ -229,7 +229,7 @@ def kernel_accuracy(
         ]
         best = len(ridges) - 1 - int(np.argmax(val_acc[::-1]))  # ties: the larger ridge
         ridge = ridges[best] * np.mean(np.diag(k_train))
-        pred = ntk.kernel_regression(k_train, k_test_train, onehot, ridge=ridge)
+        pred = kernel_regression.kernel_regression(k_train, k_test_train, onehot, ridge=ridge)
         return float(np.mean(pred.argmax(1) == y_test)), float(ridges[best])
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.flatten_util import ravel_pytree
 
 from udl_jax import data, lazy_training, models, train
 
@@ -20,8 +21,21 @@ def test_relative_change_and_weight_changes():
     )  # no biases
     with pytest.raises(ValueError, match="a: expected"):
         lazy_training.relative_change(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="a: expected"):
+        lazy_training.relative_change(np.ones(3), np.ones((2, 3)))
     with pytest.raises(ValueError, match="params0"):
         lazy_training.weight_changes({"b": b0}, {"b": b0})
+
+
+def test_relative_change_of_a_stack_against_numpy():
+    k = RNG.normal(size=(5, 5))
+    ks = k + 0.1 * RNG.normal(size=(3, 4, 5, 5))
+    want = np.linalg.norm(ks - k, axis=(-2, -1)) / np.linalg.norm(k)
+    got = lazy_training.relative_change(ks, k)
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    scaled = lazy_training.relative_change(np.eye(2) * 1.1, np.eye(2))
+    np.testing.assert_allclose(scaled, 0.1, rtol=1e-5)
 
 
 def test_kernel_alignment_against_numpy():
@@ -108,3 +122,98 @@ def test_scaled_gd_linear_model_closed_form():
     np.testing.assert_allclose(run4.params - w0, d1 / 4, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="steps"):
         lazy_training.scaled_gd(apply_fn, w0, x, y, learning_rate=eta, steps=0)
+
+
+def _loop_reference(spec, x, y, alpha, s, *, lr, steps, center):
+    """One network, one alpha, without vmap: scaled_gd and an NTK from the full Jacobian."""
+    net = spec.build(nnx.Rngs(s))
+    apply_fn, p0, _ = models.functional(net)
+    run = lazy_training.scaled_gd(
+        apply_fn, p0, x, y, alpha=alpha, learning_rate=lr, steps=steps, center=center
+    )
+
+    def kernel(p):
+        flat, unravel = ravel_pytree(p)
+        jac = jax.jacobian(lambda f: apply_fn(unravel(f), x)[:, 0])(flat)
+        return np.asarray(jac, np.float64) @ np.asarray(jac, np.float64).T
+
+    k0, k1 = kernel(p0), kernel(run.params)
+    w0 = [np.asarray(a) for a in jax.tree.leaves(p0) if a.ndim == 2]
+    w1 = [np.asarray(a) for a in jax.tree.leaves(run.params) if a.ndim == 2]
+    h = np.eye(len(x)) - 1 / len(x)
+    t = h @ np.outer(y, y) @ h
+
+    def align(k):
+        kc = h @ k @ h
+        return np.sum(kc * t) / (np.linalg.norm(kc) * np.linalg.norm(t))
+
+    return dict(
+        loss0=run.loss[0],
+        loss=run.loss[-1],
+        dw=[np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(w1, w0, strict=True)],
+        dk=np.linalg.norm(k1 - k0) / np.linalg.norm(k0),
+        align0=align(k0),
+        align1=align(k1),
+    )
+
+
+def test_lazy_runs_against_a_loop_over_networks_and_scales():
+    spec = models.MLPSpec((1, 8, 8, 1), parametrization="ntk", bias_var=0.5)
+    x = jnp.linspace(-1, 1, 6)[:, None]
+    y = jnp.sin(3 * x[:, 0])
+    alphas = [0.5, 4.0]
+    runs = lazy_training.lazy_runs(
+        spec, x, y, alphas, seeds=2, learning_rate=0.3, steps=10, center=True, seed=3
+    )
+    assert runs.dw.shape == (2, 2, 3) and runs.dk.shape == (2, 2)
+    for i, alpha in enumerate(alphas):
+        for s in range(2):
+            want = _loop_reference(spec, x, y, alpha, 3 + s, lr=0.3, steps=10, center=True)
+            for name, value in want.items():
+                np.testing.assert_allclose(
+                    getattr(runs, name)[i, s], value, rtol=2e-3, atol=1e-6, err_msg=name
+                )
+    with pytest.raises(ValueError, match="alphas"):
+        lazy_training.lazy_runs(spec, x, y, [0.0], seeds=1, learning_rate=0.1, steps=1)
+    with pytest.raises(ValueError, match="seeds"):
+        lazy_training.lazy_runs(spec, x, y, [1.0], seeds=0, learning_rate=0.1, steps=1)
+    with pytest.raises(ValueError, match="x: expected"):
+        lazy_training.lazy_runs(spec, x[:, 0], y, [1.0], seeds=1, learning_rate=0.1, steps=1)
+    with pytest.raises(ValueError, match="y: expected"):
+        lazy_training.lazy_runs(spec, x, y[:3], [1.0], seeds=1, learning_rate=0.1, steps=1)
+    with pytest.raises(ValueError, match="spec"):
+        lazy_training.lazy_runs("mlp", x, y, [1.0], seeds=1, learning_rate=0.1, steps=1)
+
+
+def test_lazy_width_sweep_is_lazy_runs_per_width_with_slopes():
+    spec = models.MLPSpec((1, 1, 1, 1), parametrization="ntk", bias_var=0.5)
+    x = jnp.linspace(-1, 1, 5)[:, None]
+    y = x[:, 0] ** 2
+    widths = (4, 16)
+    sweep = lazy_training.lazy_width_sweep(
+        spec, widths, x, y, seeds=2, learning_rate=0.2, steps=5, seed=1
+    )
+    assert sweep.dw.shape == (2, 2, 3) and sweep.w_slopes.shape == (3, 2)
+    for i, n in enumerate(widths):
+        want = lazy_training.lazy_runs(
+            models.MLPSpec((1, n, n, 1), parametrization="ntk", bias_var=0.5),
+            x,
+            y,
+            [1.0],
+            seeds=2,
+            learning_rate=0.2,
+            steps=5,
+            center=False,
+            seed=1,
+        )
+        np.testing.assert_allclose(sweep.dw[i], want.dw[0], rtol=1e-6)
+        np.testing.assert_allclose(sweep.dk[i], want.dk[0], rtol=1e-6)
+        np.testing.assert_allclose(sweep.loss_ratio[i], want.loss[0] / want.loss0[0], rtol=1e-6)
+    # two widths: the slope is the secant in log-log
+    ratio = np.log(widths[1] / widths[0])
+    np.testing.assert_allclose(
+        sweep.w_slopes, np.log(sweep.dw[1] / sweep.dw[0]).T / ratio, rtol=1e-6
+    )
+    np.testing.assert_allclose(sweep.k_slopes, np.log(sweep.dk[1] / sweep.dk[0]) / ratio, rtol=1e-6)
+    with pytest.raises(ValueError, match="widths"):
+        lazy_training.lazy_width_sweep(spec, (8,), x, y, seeds=1, learning_rate=0.1, steps=1)

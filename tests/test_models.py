@@ -324,3 +324,84 @@ def test_loss_fn_is_the_models_loss_and_its_gradient_matches_finite_differences(
         models.loss_fn(model, x)
     with pytest.raises(ValueError, match="loss"):
         models.loss_fn(model, x, y, "hinge")
+
+
+def _numpy_mlp(weights, x, act, residual=False, offsets=None):
+    """A fully connected network written out in NumPy: layer inputs, pre-activations, output."""
+    h, inputs, pre = x, [], []
+    for i, (w, b) in enumerate(weights):
+        inputs.append(h)
+        z = h @ w + b + (0 if offsets is None else offsets[i])
+        if i == len(weights) - 1:
+            return z, pre, inputs
+        pre.append(z)
+        a = act(z)
+        h = h + a if (residual and a.shape == h.shape) else a
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_mlp_forward_records_every_layer_against_numpy(residual):
+    rng = np.random.default_rng(5)
+    sizes = (3, 6, 6, 2)
+    pairs = zip(sizes[:-1], sizes[1:], strict=True)
+    weights = [(rng.normal(size=(a, b)), rng.normal(size=b)) for a, b in pairs]
+    x = rng.normal(size=(7, 3))
+    offsets = [rng.normal(size=(7, b)) for b in sizes[1:]]
+    want = _numpy_mlp(weights, x, np.tanh, residual, offsets)
+    got = models.mlp_forward(
+        lambda i, h: h @ weights[i][0] + weights[i][1], jnp.asarray(x), num_layers=3,
+        activation="tanh", residual=residual, offsets=offsets,
+    )
+    np.testing.assert_allclose(got.outputs, want[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(got.pre + got.inputs, want[1] + want[2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    hidden = models.mlp_forward(
+        lambda i, h: h @ weights[i][0] + weights[i][1], jnp.asarray(x), num_layers=3,
+        activation="tanh", residual=residual, offsets=offsets, readout=False,
+    )
+    assert hidden.outputs is None
+    np.testing.assert_allclose(hidden.inputs[-1], want[2][-1], rtol=1e-5, atol=1e-5)
+    # post acts on each hidden activation: zeroing unit 0 of layer 1 equals a NumPy mask
+    masked = models.mlp_forward(
+        lambda i, h: h @ weights[i][0] + weights[i][1], jnp.asarray(x), num_layers=3,
+        activation="tanh", post=lambda i, a: a.at[..., 0].set(0.0) if i == 1 else a,
+    )
+    h2 = np.tanh(np.tanh(x @ weights[0][0] + weights[0][1]) @ weights[1][0] + weights[1][1])
+    h2[:, 0] = 0.0
+    np.testing.assert_allclose(masked.outputs, h2 @ weights[2][0] + weights[2][1], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_mlp_forward_offsets_give_the_derivative_with_respect_to_preactivations():
+    """d f / d offsets_l is the backpropagated error at layer l: check by finite differences."""
+    m = models.MLP((3, 5, 4, 2), activation="tanh", bias_var=0.1, rngs=nnx.Rngs(2))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 3)), jnp.float32)
+    zeros = [jnp.zeros((1, n)) for n in (5, 4, 2)]
+    grads = jax.grad(lambda e: m.forward(x, offsets=e).outputs[0, 1])(zeros)
+    h = 1e-2
+    for layer, g in enumerate(grads):
+        for unit in range(g.shape[1]):
+            up = [z.at[0, unit].set(h) if i == layer else z for i, z in enumerate(zeros)]
+            dn = [z.at[0, unit].set(-h) if i == layer else z for i, z in enumerate(zeros)]
+            fd = (m.forward(x, offsets=up).outputs[0, 1] - m.forward(x, offsets=dn).outputs[0, 1])
+            np.testing.assert_allclose(g[0, unit], fd / (2 * h), rtol=2e-2, atol=1e-4)
+
+
+def test_mlp_forward_bad_input_names_the_argument():
+    def affine(i, h):
+        return h
+
+    x = jnp.ones((2, 3))
+    with pytest.raises(ValueError, match="num_layers"):
+        models.mlp_forward(affine, x, num_layers=0, activation="relu")
+    with pytest.raises(ValueError, match="activation"):
+        models.mlp_forward(affine, x, num_layers=2, activation="swish")
+    with pytest.raises(ValueError, match="offsets"):
+        models.mlp_forward(affine, x, num_layers=2, activation="relu", offsets=[x])
+
+
+@pytest.mark.parametrize("widths", [(4, 1), (40, 64, 64, 10), (3, 7, 2, 5, 1)])
+def test_spec_num_params_counts_the_built_network(widths):
+    spec = models.MLPSpec(widths)
+    built = models.param_count(models.functional(spec.build(nnx.Rngs(0)))[1])
+    assert spec.num_params == built

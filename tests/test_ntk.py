@@ -317,3 +317,17 @@ def test_linearize_matches_a_hand_derived_taylor_model():
         np.testing.assert_allclose(f_lin(p, x), apply_fn(p0, x) + scale * jd, rtol=1e-5, atol=1e-5)
     far = jax.tree.map(lambda a, b: a + 3 * b, p0, d)
     assert jnp.abs(f_lin(far, x) - apply_fn(far, x)).max() > 0.5  # not the network itself
+
+
+def test_structured_ntk_takes_dense_layers_only_and_dropout_off():
+    x = jnp.asarray(RNG.normal(size=(5, 3)), jnp.float32)
+    plain = models.MLP((3, 8, 2), rngs=nnx.Rngs(4))
+    dropped = models.MLP((3, 8, 2), dropout=0.5, rngs=nnx.Rngs(4))  # same weights
+    np.testing.assert_allclose(nt.mlp_ntk(dropped, x), nt.mlp_ntk(plain, x), rtol=1e-6)
+    bn = models.MLP((3, 8, 2), normalization="batch", rngs=nnx.Rngs(4))
+    with pytest.raises(ValueError, match="normalization"):
+        nt.mlp_ntk(bn, x)
+    apply_fn, params, _ = models.functional(bn)
+    np.testing.assert_allclose(
+        nt.model_ntk(bn, x), nt.empirical_ntk(apply_fn, params, x), rtol=1e-5, atol=1e-6
+    )

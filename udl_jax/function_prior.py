@@ -44,7 +44,6 @@ __all__ = [
     "JITTER",
     "CHUNK_FLOATS",
     "network_kernels",
-    "relative_error",
     "relu_layer_map",
     "relu_bias_samples",
 ]
@@ -112,17 +111,28 @@ def _forward(noises, x, hidden, spec, routes, mode):
     standard normal draws ``noises`` (one tuple per layer, leading axis S); ``spec`` has the
     allocated widths, ``hidden`` the true hidden widths (traced, so one compilation serves every
     width up to the allocated one)."""
-    act = models.ACTIVATIONS[spec.activation]
     sw, sb = spec.weight_var, spec.bias_var
+    fan_in = [x.shape[1], *hidden]  # true fan-ins (padding units are zero)
 
     def one(noise):
-        h, n_in = x, x.shape[1]
-        for i, n in enumerate(spec.widths[1:-1]):
-            mask = jnp.arange(n) < hidden[i]
-            h, n_in = act(_layer(noise[i], h, n_in, sw, sb, routes[i])) * mask, hidden[i]
+        def affine(i, h):
+            return _layer(noise[i], h, fan_in[i], sw, sb, routes[i])
+
+        def post(i, a):  # padding: units beyond the true width stay zero
+            return a * (jnp.arange(a.shape[-1]) < hidden[i])
+
+        f = models.mlp_forward(
+            affine,
+            x,
+            num_layers=len(spec.widths) - 1,
+            activation=spec.activation,
+            post=post,
+            readout=mode == "outputs",
+        )
         if mode == "outputs":
-            return _layer(noise[-1], h, n_in, sw, sb, routes[-1])
-        return sw * (h @ h.T) / n_in + sb
+            return f.outputs
+        h = f.inputs[-1]
+        return sw * (h @ h.T) / fan_in[-1] + sb
 
     return jax.vmap(one)(noises)
 
@@ -255,25 +265,6 @@ def network_kernels(
       A float64 NumPy array (S, N, N).
     """
     return _run(spec, x, key, num_networks, method, pad_width, "kernel").astype(np.float64)
-
-
-def relative_error(k_hat, k) -> float | np.ndarray:
-    """Relative Frobenius error ``||k_hat - k||_F / ||k||_F`` over the last two axes.
-
-    Args:
-      k_hat: (..., N, N) estimates.
-      k: (N, N) reference kernel.
-
-    Returns:
-      A float, or an array over the leading axes of ``k_hat``.
-    """
-    k_hat, k = np.asarray(k_hat, np.float64), np.asarray(k, np.float64)
-    if k.ndim != 2 or k_hat.shape[-2:] != k.shape:
-        raise ValueError(
-            f"k_hat: expected shape (..., {k.shape[0]}, {k.shape[1]}), got {k_hat.shape}"
-        )
-    err = np.linalg.norm(k_hat - k, axis=(-2, -1)) / np.linalg.norm(k)
-    return float(err) if np.ndim(err) == 0 else err
 
 
 def relu_layer_map(k: jax.Array) -> jax.Array:

@@ -8,20 +8,25 @@ the function moves at a speed independent of alpha while the weights move like `
 This module holds the few measurements the chapter on the NTK needs: `scaled_gd` (full-batch
 gradient descent on that model, one ``lax.scan``, vmappable over initializations), relative
 changes of weights and kernels, the kernel-target alignment of Cristianini et al. (2002) in
-the centred form of Cortes et al. (2012), and log-log slopes.
+the centred form of Cortes et al. (2012), and log-log slopes; `lazy_runs` makes all of these
+measurements for a stack of MLPs trained at several output scales in one compiled call, and
+`lazy_width_sweep` repeats it over the hidden width (Lee et al. 2019, Theorem 2.1: weights and
+kernel move like ``n^{-1/2}``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 
-from . import losses, train
+from . import losses, models, ntk, train
 
 __all__ = [
     "scaled_gd",
@@ -30,15 +35,33 @@ __all__ = [
     "kernel_alignment",
     "relative_change",
     "loglog_slope",
+    "lazy_runs",
+    "LazyRuns",
+    "lazy_width_sweep",
+    "LazyWidthSweep",
 ]
 
 
 def relative_change(a, a0) -> jax.Array:
-    """``||a - a0||_F / ||a0||_F`` for arrays of any (equal) shape."""
+    """The relative Frobenius distance ``||a - a0||_F / ||a0||_F``.
+
+    How far weights or a kernel moved from their start, or how far an estimate is from its
+    reference. Traceable (``jit``, ``vmap``).
+
+    Args:
+      a: an array of ``a0``'s shape, or a stack of them (..., *a0.shape).
+      a0: the reference.
+
+    Returns:
+      A scalar, or one value per leading index of ``a`` (...).
+    """
     a, a0 = jnp.asarray(a), jnp.asarray(a0)
-    if a.shape != a0.shape:
-        raise ValueError(f"a: expected the shape of a0 {a0.shape}, got {a.shape}")
-    return jnp.linalg.norm((a - a0).ravel()) / jnp.linalg.norm(a0.ravel())
+    if a.ndim < a0.ndim or a.shape[a.ndim - a0.ndim :] != a0.shape:
+        raise ValueError(
+            f"a: expected the shape of a0 {a0.shape} or (..., *{a0.shape}), got {a.shape}"
+        )
+    diff = (a - a0).reshape(*a.shape[: a.ndim - a0.ndim], -1)
+    return jnp.linalg.norm(diff, axis=-1) / jnp.linalg.norm(a0.ravel())
 
 
 def weight_changes(params, params0) -> jax.Array:
@@ -165,3 +188,196 @@ def scaled_gd(
     params, _, _, mses = train.optimize(loss_fn, optax.sgd(learning_rate), params0, steps)
     final = losses.mse(g(params), y)
     return ScaledRun(params, jnp.concatenate([mses, final[None]]))
+
+
+class LazyRuns(NamedTuple):
+    """Result of `lazy_runs`: NumPy arrays with leading axes (alpha, seed).
+
+    Attributes:
+      loss0, loss: (A, S) training loss of the scaled model (`ScaledRun.loss`) at
+        initialization and after the last step.
+      dw: (A, S, L) relative change of each weight matrix, input layer first
+        (`weight_changes`).
+      dk: (A, S) relative change of the empirical NTK (traced over outputs) on the training
+        inputs (`relative_change`).
+      align0, align1: (A, S) centred kernel-target alignment of that NTK with the targets,
+        before and after training (`kernel_alignment`).
+    """
+
+    loss0: np.ndarray
+    loss: np.ndarray
+    dw: np.ndarray
+    dk: np.ndarray
+    align0: np.ndarray
+    align1: np.ndarray
+
+
+def lazy_runs(
+    spec: models.MLPSpec,
+    x,
+    y,
+    alphas: Sequence[float],
+    *,
+    seeds: int,
+    learning_rate: float,
+    steps: int,
+    center: bool = True,
+    seed: int = 0,
+) -> LazyRuns:
+    """Train `seeds` MLPs at every output scale alpha and measure how far weights and NTK move.
+
+    Network ``s`` is ``spec.build(nnx.Rngs(seed + s))``; each is trained by `scaled_gd` at each
+    alpha (the scaled model of Chizat, Oyallon & Bach 2019, Sec. 2), and its empirical NTK on
+    ``x`` (`udl_jax.ntk.mlp_ntk_block`, traced over outputs) is compared before and after. In
+    the lazy regime (large width, or large alpha) the weights move like ``1/alpha`` and the
+    kernel barely moves; for small alpha the kernel moves by O(1) and aligns with ``y y^T``
+    (Chizat et al. 2019, Sec. 3; Lee et al. 2019, Theorem 2.1). All runs are one ``jax.jit``
+    of two ``jax.vmap`` (over alphas, over networks).
+
+    Args:
+      spec: the architecture, a `udl_jax.models.MLPSpec`.
+      x: (n, d) training inputs, ``d = spec.widths[0]``.
+      y: (n,) or (n, K) float targets.
+      alphas: (A,) positive output scales.
+      seeds: number S of networks (initializations).
+      learning_rate: step size of gradient descent.
+      steps: number of gradient-descent steps.
+      center: subtract the initial function (see `scaled_gd`).
+      seed: network ``s`` is initialized from ``nnx.Rngs(seed + s)``.
+
+    Returns:
+      `LazyRuns` of (A, S) arrays ((A, S, L) for ``dw``, L = the number of layers).
+    """
+    if not isinstance(spec, models.MLPSpec):
+        raise ValueError(f"spec: expected a udl_jax.models.MLPSpec, got {type(spec).__name__}")
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds: expected a positive int, got {seeds!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    alphas = np.asarray(alphas, np.float64)
+    if alphas.ndim != 1 or alphas.size == 0 or not np.all(alphas > 0):
+        raise ValueError(f"alphas: expected a 1-D sequence of positive scales, got {alphas!r}")
+    x, target = jnp.asarray(x), jnp.asarray(y)
+    if x.ndim != 2 or x.shape[1] != spec.widths[0]:
+        raise ValueError(f"x: expected shape (n, {spec.widths[0]}), got {x.shape}")
+    if target.ndim not in (1, 2) or target.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"y: expected shape ({x.shape[0]},) or ({x.shape[0]}, K), got {target.shape}"
+        )
+
+    nets = [spec.build(nnx.Rngs(seed + s)) for s in range(seeds)]
+    graphdef = nnx.split(nets[0])[0]
+    params0 = jax.tree.map(lambda *a: jnp.stack(a), *[nnx.split(m)[1] for m in nets])
+
+    def apply_fn(p, xx):
+        return nnx.merge(graphdef, p)(xx)
+
+    def one(p0, alpha):
+        run = scaled_gd(
+            apply_fn,
+            p0,
+            x,
+            target,
+            alpha=alpha,
+            learning_rate=learning_rate,
+            steps=steps,
+            center=center,
+        )
+        k0 = ntk.mlp_ntk_block(nnx.merge(graphdef, p0), x, x, trace=True)
+        k1 = ntk.mlp_ntk_block(nnx.merge(graphdef, run.params), x, x, trace=True)
+        return dict(
+            loss0=run.loss[0],
+            loss=run.loss[-1],
+            dw=weight_changes(run.params, p0),
+            dk=relative_change(k1, k0),
+            align0=kernel_alignment(k0, target),
+            align1=kernel_alignment(k1, target),
+        )
+
+    runs = jax.jit(jax.vmap(jax.vmap(one, (0, None)), (None, 0)))(params0, jnp.asarray(alphas))
+    return LazyRuns(**{name: np.asarray(a) for name, a in runs.items()})
+
+
+class LazyWidthSweep(NamedTuple):
+    """Result of `lazy_width_sweep`, NumPy arrays.
+
+    Attributes:
+      loss_ratio: (W, S) final over initial training loss, per width and network.
+      dw: (W, S, L) relative change of each weight matrix, input layer first.
+      dk: (W, S) relative change of the empirical NTK on the training inputs.
+      w_slopes: (L, S) log-log slope against the width of each layer's weight change
+        (`loglog_slope`), per network.
+      k_slopes: (S,) log-log slope against the width of the kernel change, per network.
+    """
+
+    loss_ratio: np.ndarray
+    dw: np.ndarray
+    dk: np.ndarray
+    w_slopes: np.ndarray
+    k_slopes: np.ndarray
+
+
+def lazy_width_sweep(
+    spec: models.MLPSpec,
+    widths: Sequence[int],
+    x,
+    y,
+    *,
+    seeds: int,
+    learning_rate: float,
+    steps: int,
+    seed: int = 0,
+) -> LazyWidthSweep:
+    """How far weights and NTK move in plain gradient descent, as the hidden width grows.
+
+    For each width n every hidden layer of ``spec`` is set to n, and `lazy_runs` trains
+    `seeds` networks (``alpha = 1``, not centred: full-batch gradient descent on the MSE) and
+    measures the relative weight change of each layer and the relative change of the
+    empirical NTK. In NTK parametrization both fall with the width, like ``n^{-1/2}`` (Jacot
+    et al. 2018; Lee et al. 2019, Theorem 2.1; the n x n middle layers like ``n^{-1}`` in
+    relative Frobenius norm, since their norm grows like n); the slopes of their log-log
+    lines measure the exponents.
+
+    Args:
+      spec: the architecture; its hidden widths are replaced by each of ``widths``.
+      widths: (W,) hidden widths, positive ints, at least two.
+      x: (n, d) training inputs, ``d = spec.widths[0]``.
+      y: (n,) or (n, K) float targets.
+      seeds: number S of networks per width; network ``s`` of every width is initialized from
+        ``nnx.Rngs(seed + s)``.
+      learning_rate: step size of gradient descent.
+      steps: number of gradient-descent steps.
+      seed: see ``seeds``.
+
+    Returns:
+      `LazyWidthSweep`.
+    """
+    if not isinstance(spec, models.MLPSpec):
+        raise ValueError(f"spec: expected a udl_jax.models.MLPSpec, got {type(spec).__name__}")
+    widths = tuple(widths)
+    if len(widths) < 2 or not all(isinstance(n, int) and n > 0 for n in widths):
+        raise ValueError(f"widths: expected at least two positive ints, got {widths!r}")
+    runs = [
+        lazy_runs(
+            dataclasses.replace(
+                spec, widths=(spec.widths[0], *(n,) * spec.depth, spec.widths[-1])
+            ),
+            x,
+            y,
+            [1.0],
+            seeds=seeds,
+            learning_rate=learning_rate,
+            steps=steps,
+            center=False,
+            seed=seed,
+        )
+        for n in widths
+    ]
+    dw = np.stack([r.dw[0] for r in runs])  # (width, seed, layer)
+    dk = np.stack([r.dk[0] for r in runs])  # (width, seed)
+    loss_ratio = np.stack([r.loss[0] / r.loss0[0] for r in runs])
+    w_slopes = np.array(
+        [[loglog_slope(widths, dw[:, s, j]) for s in range(seeds)] for j in range(dw.shape[2])]
+    )
+    k_slopes = np.array([loglog_slope(widths, dk[:, s]) for s in range(seeds)])
+    return LazyWidthSweep(loss_ratio, dw, dk, w_slopes, k_slopes)

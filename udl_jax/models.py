@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,8 @@ from . import losses
 __all__ = [
     "MLP",
     "MLPSpec",
+    "mlp_forward",
+    "Forward",
     "CNN1D",
     "Dense",
     "Mask",
@@ -151,6 +154,87 @@ class Dense(nnx.Module):
         if self.parametrization == "standard":
             return x @ self.w[...] + self.b[...]
         return self.w_scale * (x @ self.w[...]) + self.b_scale * self.b[...]
+
+
+class Forward(NamedTuple):
+    """What `mlp_forward` computes on the way through a fully connected network.
+
+    Attributes:
+      outputs: (..., K) the last layer's outputs, or None when ``readout=False``.
+      pre: the pre-activations of every hidden layer, (..., width_l) each (the activation's
+        inputs, after batch norm where there is one).
+      inputs: the input of every layer, (..., fan_in_l) each: ``inputs[0]`` is x and
+        ``inputs[-1]`` the last hidden layer's output (the features the readout sees).
+    """
+
+    outputs: jax.Array | None
+    pre: list[jax.Array]
+    inputs: list[jax.Array]
+
+
+def mlp_forward(
+    affine: Callable[[int, jax.Array], jax.Array],
+    x: jax.Array,
+    *,
+    num_layers: int,
+    activation: str,
+    residual: bool = False,
+    post: Callable[[int, jax.Array], jax.Array] | None = None,
+    offsets: Sequence[jax.Array] | None = None,
+    readout: bool = True,
+) -> Forward:
+    """The forward pass of a fully connected network: the one every MLP in udl_jax runs.
+
+    ``h_0 = x``; for hidden layers ``l < L - 1``: ``z_l = affine(l, h_l) + offsets[l]``,
+    ``a_l = post(l, act(z_l))`` and ``h_{l+1} = a_l`` (plus ``h_l`` with ``residual`` where the
+    shapes agree); the last layer is linear, ``f = affine(L - 1, h_{L-1}) + offsets[L - 1]``.
+    The layers themselves are the caller's: `MLP` passes its `Dense` layers (and batch norm);
+    the structured NTK (`udl_jax.ntk.mlp_ntk`) differentiates with respect to the ``offsets``
+    (Novak et al. 2022, Sec. 3); `udl_jax.subspace` passes weights read from one flat vector;
+    `udl_jax.function_prior` passes Gaussian layers sampled from their Gram matrices.
+
+    Args:
+      affine: ``affine(l, h) -> z``, layer l's affine map (..., fan_in) -> (..., fan_out).
+      x: (..., d) inputs.
+      num_layers: L >= 1, the number of affine layers (hidden layers plus the readout).
+      activation: a key of `ACTIVATIONS`.
+      residual: add the skip connection ``h_l`` where ``a_l`` has its shape.
+      post: ``post(l, a) -> a`` after each hidden activation (masks of padded units, dropout);
+        None for none.
+      offsets: None, or L arrays added to the pre-activations (zeros give the same outputs,
+        and their gradients are df/dz).
+      readout: apply the last layer; False stops at the last hidden layer (``outputs=None``).
+
+    Returns:
+      `Forward` ``(outputs, pre, inputs)``.
+    """
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if offsets is not None and len(offsets) != num_layers:
+        raise ValueError(
+            f"offsets: expected {num_layers} arrays (one per layer), got {len(offsets)}"
+        )
+    act = ACTIVATIONS[activation]
+    pre, inputs, h = [], [], x
+    for i in range(num_layers - 1):
+        inputs.append(h)
+        z = affine(i, h)
+        if offsets is not None:
+            z = z + offsets[i]
+        pre.append(z)
+        a = act(z)
+        if post is not None:
+            a = post(i, a)
+        h = h + a if (residual and h.shape[-1] == a.shape[-1]) else a
+    inputs.append(h)
+    if not readout:
+        return Forward(None, pre, inputs)
+    out = affine(num_layers - 1, h)
+    if offsets is not None:
+        out = out + offsets[-1]
+    return Forward(out, pre, inputs)
 
 
 class MLP(nnx.Module):
@@ -285,6 +369,42 @@ class MLP(nnx.Module):
         hidden = [int(m[...].sum()) for m in self.masks]
         return (self.widths[0], *hidden, self.widths[-1])
 
+    def forward(self, x: jax.Array, *, offsets: Sequence[jax.Array] | None = None) -> Forward:
+        """The forward pass with everything on the way (`mlp_forward` over this network's layers).
+
+        Args:
+          x: (..., widths[0]) inputs.
+          offsets: None, or one array per layer added to its pre-activations (see
+            `mlp_forward`).
+
+        Returns:
+          `Forward` ``(outputs, pre, inputs)``.
+        """
+        last = len(self.layers) - 1
+
+        def affine(i, h):
+            z = self.layers[i](h)
+            if self.normalization == "batch" and i < last:
+                z = self.norms[i](z)
+            return z
+
+        def post(i, a):
+            if self.max_width is not None:
+                a = a * self.masks[i][...]
+            if self.dropout > 0:
+                a = self.drop(a)
+            return a
+
+        return mlp_forward(
+            affine,
+            x,
+            num_layers=len(self.layers),
+            activation=self.activation,
+            residual=self.residual,
+            post=post,
+            offsets=offsets,
+        )
+
     def features(self, x: jax.Array) -> tuple[list[jax.Array], jax.Array]:
         """Forward pass up to the last layer.
 
@@ -293,23 +413,11 @@ class MLP(nnx.Module):
           the activation, hence after batch norm where there is one), each of shape
           (..., allocated width); ``h`` is the input to the last layer.
         """
-        act = ACTIVATIONS[self.activation]
-        pre, h = [], x
-        for i, layer in enumerate(self.layers[:-1]):
-            z = layer(h)
-            if self.normalization == "batch":
-                z = self.norms[i](z)
-            pre.append(z)
-            a = act(z)
-            if self.max_width is not None:
-                a = a * self.masks[i][...]
-            if self.dropout > 0:
-                a = self.drop(a)
-            h = h + a if (self.residual and h.shape[-1] == a.shape[-1]) else a
-        return pre, h
+        f = self.forward(x)
+        return f.pre, f.inputs[-1]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.layers[-1](self.features(x)[1])
+        return self.forward(x).outputs
 
 
 class CNN1D(nnx.Module):
@@ -409,6 +517,13 @@ class MLPSpec:
     def depth(self) -> int:
         """Number of hidden layers."""
         return len(self.widths) - 2
+
+    @property
+    def num_params(self) -> int:
+        """Number of parameters ``sum_l (w_l + 1) w_{l+1}`` (weights and biases of each layer),
+        the `param_count` of the network `build` makes."""
+        w = self.widths
+        return sum((a + 1) * b for a, b in zip(w[:-1], w[1:], strict=False))
 
     def build(self, rngs: nnx.Rngs) -> MLP:
         """The finite network of this architecture, freshly initialized from ``rngs``."""

@@ -276,24 +276,16 @@ def _mlp_scales(model: models.MLP):
 def _mlp_features(model: models.MLP, x):
     """Per layer: its input h (c, n_in) and the output's derivative df/dz (c, K, n_out).
 
-    The forward pass is `MLP.features` with a zero added to every pre-activation; one reverse
-    pass per output, batched over inputs (samples do not interact), gives df_k(x)/dz(x).
+    The forward pass is `udl_jax.models.MLP.forward` with a zero added to every pre-activation;
+    one reverse pass per output, batched over inputs (samples do not interact), gives
+    df_k(x)/dz(x).
     """
-    act = models.ACTIVATIONS[model.activation]
-    layers = list(model.layers)
 
     def forward(eps):
-        inputs, h = [], x
-        for i, layer in enumerate(layers[:-1]):
-            inputs.append(h)
-            a = act(layer(h) + eps[i])
-            if model.max_width is not None:
-                a = a * model.masks[i][...]
-            h = h + a if (model.residual and h.shape[-1] == a.shape[-1]) else a
-        inputs.append(h)
-        return layers[-1](h) + eps[-1], inputs
+        f = model.forward(x, offsets=eps)
+        return f.outputs, f.inputs
 
-    eps = [jnp.zeros((x.shape[0], ly.w.shape[1]), x.dtype) for ly in layers]
+    eps = [jnp.zeros((x.shape[0], ly.w.shape[1]), x.dtype) for ly in model.layers]
     out, vjp, inputs = jax.vjp(forward, eps, has_aux=True)
     eye = jnp.eye(out.shape[-1], dtype=out.dtype)
     grads = jax.vmap(lambda e: vjp(jnp.broadcast_to(e, out.shape))[0])(eye)
@@ -357,7 +349,8 @@ def mlp_ntk(
     chunks: O(c K n^2) for the features, O(c^2 K^2 n) for the contraction (n: widths).
 
     Args:
-      model: a `udl_jax.models.MLP` in either parametrization (padded or residual too).
+      model: a `udl_jax.models.MLP` in either parametrization (padded, residual or with
+        dropout, which is off as in evaluation mode), without normalization.
       x1: (N, d) inputs.
       x2: (M, d) inputs; None means ``x1`` (then only half the blocks are computed).
       params: optional parameters to use instead of the model's, an `nnx.State` like
@@ -370,7 +363,15 @@ def mlp_ntk(
     """
     if not isinstance(model, models.MLP):
         raise TypeError(f"model: expected a udl_jax.models.MLP, got {type(model).__name__}")
+    if model.normalization is not None:
+        raise ValueError(
+            "model: the structured kernel needs dense layers only, expected an MLP without "
+            "normalization (model_ntk sends batch-normalized MLPs to empirical_ntk)"
+        )
     x1, x2 = _check_inputs(x1, x2, model.widths[0])
+    if model.dropout > 0:  # the kernel of the network in evaluation mode: dropout off
+        model = nnx.clone(model)
+        model.eval()
     graphdef, state = nnx.split(model)
     if params is not None:
         state = nnx.merge_state(state, params)
@@ -496,7 +497,8 @@ def empirical_ntk(
 def model_ntk(model: nnx.Module, x1, x2=None, *, trace: bool = False, **kwargs):
     """Empirical NTK of any NNX module at its current parameters (evaluation mode).
 
-    A `udl_jax.models.MLP` goes to the structured `mlp_ntk`; any other module to
+    A `udl_jax.models.MLP` without normalization goes to the structured `mlp_ntk`; any other
+    module (batch-normalized MLPs included) to
     `empirical_ntk` on ``udl_jax.models.functional(model)``. Keyword arguments (``chunk_size``;
     ``method`` for the latter) are passed on. The generic route makes a new ``apply_fn`` and so
     compiles on every call; to track the kernel of such a model over training, call
@@ -505,7 +507,7 @@ def model_ntk(model: nnx.Module, x1, x2=None, *, trace: bool = False, **kwargs):
     Returns:
       (N, M, K, K), or (N, M) if ``trace``.
     """
-    if isinstance(model, models.MLP):
+    if isinstance(model, models.MLP) and model.normalization is None:
         return mlp_ntk(model, x1, x2, trace=trace, **kwargs)
     apply_fn, params, _ = models.functional(model)
     return empirical_ntk(apply_fn, params, x1, x2, trace=trace, **kwargs)

@@ -24,8 +24,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import bounds, losses, train
-from .models import ACTIVATIONS, MLP
+from . import bounds, losses, models, train
+from .models import MLP
 
 __all__ = [
     "SubspaceMLP",
@@ -62,7 +62,7 @@ def flatten_mlp(mlp: MLP) -> jax.Array:
 
 def num_mlp_params(widths) -> int:
     """Number of parameters ``sum_l (w_l + 1) w_{l+1}`` of a fully connected network."""
-    return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    return models.MLPSpec(tuple(widths)).num_params
 
 
 def mlp_apply(widths: tuple[int, ...], activation: str, theta: jax.Array, x: jax.Array):
@@ -82,15 +82,17 @@ def mlp_apply(widths: tuple[int, ...], activation: str, theta: jax.Array, x: jax
             f"theta: expected shape ({num_mlp_params(widths)},) for widths {widths}, "
             f"got {theta.shape}"
         )
-    act, h, start = ACTIVATIONS[activation], x, 0
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
+    weights, start = [], 0
+    for a, b in zip(widths[:-1], widths[1:], strict=False):
         w = theta[start : start + a * b].reshape(a, b)
-        bias = theta[start + a * b : start + a * b + b]
+        weights.append((w, theta[start + a * b : start + (a + 1) * b]))
         start += (a + 1) * b
-        h = h @ w + bias
-        if i < len(widths) - 2:
-            h = act(h)
-    return h
+
+    def affine(i, h):
+        w, bias = weights[i]
+        return h @ w + bias
+
+    return models.mlp_forward(affine, x, num_layers=len(weights), activation=activation).outputs
 
 
 def _check_mlp(mlp):

@@ -50,11 +50,6 @@ class WidthSweep:
     noisy: np.ndarray
 
 
-def _mlp_params(d: int, width: int, depth: int, k: int) -> int:
-    sizes = (d, *([width] * depth), k)
-    return int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)))
-
-
 def mlp_width_sweep(
     dataset: data_mod.Dataset,
     widths: Sequence[int],
@@ -161,7 +156,9 @@ def mlp_width_sweep(
     stack = {f: np.stack(v, axis=1) for f, v in out.items()}  # (S, W, T)
     return WidthSweep(
         widths=ws,
-        num_params=np.array([_mlp_params(d, int(w), depth, n_classes) for w in ws]),
+        num_params=np.array(
+            [models.MLPSpec((d, *[int(w)] * depth, n_classes)).num_params for w in ws]
+        ),
         steps=np.asarray(steps_logged),
         train_error=1.0 - stack["train_acc"],
         test_error=1.0 - stack["test_acc"],

@@ -224,9 +224,9 @@ def test_trained_bezier_curve_goes_around_the_barrier():
 def test_plane_through_three_points():
     pa, pb, pc = _params(0), _params(1), _params(2)
     u, v, coords = landscape.plane_through(pa, pb, pc)
-    assert float(landscape.tree_norm(u)) == pytest.approx(1.0, rel=1e-5)
-    assert float(landscape.tree_norm(v)) == pytest.approx(1.0, rel=1e-5)
-    assert abs(float(landscape.tree_dot(u, v))) < 1e-5
+    assert float(optax.tree_utils.tree_norm(u)) == pytest.approx(1.0, rel=1e-5)
+    assert float(optax.tree_utils.tree_norm(v)) == pytest.approx(1.0, rel=1e-5)
+    assert abs(float(optax.tree_utils.tree_vdot(u, v))) < 1e-5
     for point, (x, y) in zip((pa, pb, pc), coords, strict=True):
         rebuilt = jax.tree.map(lambda a, du, dv, x=x, y=y: a + x * du + y * dv, pa, u, v)
         for r, p in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(point), strict=True):

@@ -43,8 +43,6 @@ __all__ = [
     "loss_function",
     "random_direction",
     "normalize_direction",
-    "tree_norm",
-    "tree_dot",
     "slice_1d",
     "slice_2d",
     "interpolate",
@@ -199,16 +197,6 @@ def _gaussian_like(key, params):
     parts = np.split(flat, np.cumsum(sizes)[:-1])
     return jax.tree.unflatten(treedef, [jnp.asarray(p.reshape(s)) for p, s in zip(parts, shapes,
                                                                                   strict=True)])
-
-
-def tree_norm(tree) -> jax.Array:
-    """Euclidean norm of a pytree seen as one flat vector."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-def tree_dot(a, b) -> jax.Array:
-    """Inner product of two pytrees of the same structure, seen as flat vectors."""
-    return sum(jnp.sum(x * y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
 # --------------------------------------------------------------------- loss evaluation
@@ -449,14 +437,14 @@ def plane_through(params_a, params_b, params_c):
     _leaves_like(params_c, params_a, "params_c", "params_a")
     ba = jax.tree.map(jnp.subtract, params_b, params_a)
     ca = jax.tree.map(jnp.subtract, params_c, params_a)
-    nb = tree_norm(ba)
+    nb = optax.tree_utils.tree_norm(ba)
     if not float(nb) > 0:
         raise ValueError("params_b: equals params_a; the plane is undefined")
     u = jax.tree.map(lambda x: x / nb, ba)
-    cu = tree_dot(ca, u)
+    cu = optax.tree_utils.tree_vdot(ca, u)
     perp = jax.tree.map(lambda x, y: x - cu * y, ca, u)
-    nv = tree_norm(perp)
-    if not float(nv) > 1e-6 * float(tree_norm(ca) + nb):
+    nv = optax.tree_utils.tree_norm(perp)
+    if not float(nv) > 1e-6 * float(optax.tree_utils.tree_norm(ca) + nb):
         raise ValueError("params_c: lies on the line through params_a and params_b")
     v = jax.tree.map(lambda x: x / nv, perp)
     coords = np.array([[0.0, 0.0], [float(nb), 0.0], [float(cu), float(nv)]])

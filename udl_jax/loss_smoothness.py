@@ -25,6 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 __all__ = ["GradientProbe", "probe_along_gradient"]
 
@@ -56,10 +57,6 @@ class GradientProbe(NamedTuple):
     def beta(self) -> float:
         """The effective beta-smoothness, ``max_eta |grad L(w - eta g) - g| / (eta |g|)``."""
         return float(np.max(self.grad_change / (self.step_sizes * self.grad_norm)))
-
-
-def _sq_norm(tree) -> jax.Array:
-    return sum(jnp.vdot(a, a) for a in jax.tree.leaves(tree))
 
 
 def probe_along_gradient(loss_fn: Callable, params, step_sizes) -> GradientProbe:
@@ -98,7 +95,7 @@ def _probe(loss_fn, params, etas):
         moved = jax.tree.map(lambda p, g: p - eta * g, params, grad)
         value, g2 = value_and_grad(moved)
         diff = jax.tree.map(lambda a, b: a - b, g2, grad)
-        return value, jnp.sqrt(_sq_norm(diff))
+        return value, optax.tree_utils.tree_norm(diff)
 
     values, changes = jax.lax.map(at, etas)
-    return loss, jnp.sqrt(_sq_norm(grad)), values, changes
+    return loss, optax.tree_utils.tree_norm(grad), values, changes

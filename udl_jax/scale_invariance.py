@@ -133,7 +133,7 @@ def rescale(params, c, mask="hidden"):
 
 
 def _sq_norm(tree) -> jax.Array:
-    return sum(jnp.vdot(a, a) for a in jax.tree.leaves(tree))
+    return optax.tree_utils.tree_norm(tree, squared=True)
 
 
 def sq_norm(params, mask="hidden") -> jax.Array:

@@ -97,16 +97,12 @@ def zero_loss_run(factory: Callable[..., optax.GradientTransformation], params, 
     return np.asarray(_zero_loss_norms(factory, params, int(steps), hyperparameters), np.float64)
 
 
-def _norm(p):
-    return jnp.sqrt(sum(jnp.vdot(a, a) for a in jax.tree.leaves(p)))
-
-
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def _zero_loss_norms(factory, params, steps, hyperparameters):
     optimizer = optax.inject_hyperparams(factory)(**hyperparameters)
 
     def zero_loss(p):  # gradient zero; records the norm before each step
-        return jnp.zeros(()), _norm(p)
+        return jnp.zeros(()), optax.tree_utils.tree_norm(p)
 
     final, _, _, norms = train.optimize(zero_loss, optimizer, params, steps)
-    return jnp.concatenate([norms, _norm(final)[None]])
+    return jnp.concatenate([norms, optax.tree_utils.tree_norm(final)[None]])

@@ -8,18 +8,9 @@ from flax import nnx
 from udl_jax import data, edge_of_stability, hessian, losses, models, train
 
 
-def _spd(p=12, seed=0, lam_min=-1.0):
-    """A random symmetric matrix with eigenvalues from lam_min to 3 and a top one of 5."""
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.normal(size=(p, p)))
-    lam = np.linspace(lam_min, 3.0, p)
-    lam[-1] = 5.0
-    return (q * lam) @ q.T, lam, q
-
-
-def test_gd_with_sharpness_on_a_quadratic_matches_the_closed_form():
+def test_gd_with_sharpness_on_a_quadratic_matches_the_closed_form(symmetric_matrix):
     """L = 0.5 theta^T A theta: theta_t = (I - eta A)^t theta_0, and the Hessian is A."""
-    a, lam, _ = _spd(p=8, seed=1)
+    a, lam, _ = symmetric_matrix(p=8, seed=1)
     a32 = jnp.asarray(a, jnp.float32)
 
     def loss_fn(p):
@@ -45,8 +36,9 @@ def test_gd_with_sharpness_on_a_quadratic_matches_the_closed_form():
     np.testing.assert_allclose(run.sharpness, 5.0, rtol=1e-5)
 
 
-def test_gd_on_a_quadratic_diverges_past_two_over_lambda_max():
-    a, _, _ = _spd(p=6, seed=3, lam_min=0.1)  # positive definite: only the top can blow up
+def test_gd_on_a_quadratic_diverges_past_two_over_lambda_max(symmetric_matrix):
+    # positive definite: only the top can blow up
+    a, _, _ = symmetric_matrix(p=6, seed=3, lam_min=0.1)
     a32 = jnp.asarray(a, jnp.float32)
 
     def loss_fn(p):

@@ -303,17 +303,8 @@ def test_lanczos_convergence_matches_top_eigenpairs():
         hs.top_eigenpairs(op, None, None, k=1, tol=1e-9, v0=v0)
 
 
-def _spd(p=12, seed=0, lam_min=-1.0):
-    """A random symmetric matrix with eigenvalues from lam_min to 3 and a top one of 5."""
-    rng = np.random.default_rng(seed)
-    q, _ = np.linalg.qr(rng.normal(size=(p, p)))
-    lam = np.linspace(lam_min, 3.0, p)
-    lam[-1] = 5.0
-    return (q * lam) @ q.T, lam, q
-
-
-def test_lanczos_top_matches_numpy_eigh():
-    a, lam, _ = _spd()
+def test_lanczos_top_matches_numpy_eigh(symmetric_matrix):
+    a, lam, _ = symmetric_matrix()
     a32 = jnp.asarray(a, jnp.float32)
     v0 = jax.random.normal(jax.random.key(0), (a.shape[0],))
     val, vec = jax.jit(lambda v: hs.lanczos_top(lambda u: a32 @ u, v, 12))(v0)
@@ -323,10 +314,10 @@ def test_lanczos_top_matches_numpy_eigh():
     np.testing.assert_allclose(np.linalg.norm(vec), 1.0, atol=1e-6)
 
 
-def test_lanczos_top_warm_start_at_an_eigenvector_breaks_down_cleanly():
+def test_lanczos_top_warm_start_at_an_eigenvector_breaks_down_cleanly(symmetric_matrix):
     """Starting on the top eigenvector, the Krylov space is invariant after one product; the
     restart must not produce NaNs or spurious Ritz values."""
-    a, lam, q = _spd()
+    a, lam, q = symmetric_matrix()
     a32 = jnp.asarray(a, jnp.float32)
     val, vec = hs.lanczos_top(lambda u: a32 @ u, jnp.asarray(q[:, -1], jnp.float32), 5)
     np.testing.assert_allclose(val, 5.0, rtol=1e-5)

@@ -139,3 +139,67 @@ def test_one_thread_limits_blas_and_restores_it():
     with tabular.one_thread():
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     assert [p["num_threads"] for p in threadpool_info()] == before
+
+
+def test_compare_methods_is_each_learner_on_the_split(wine):
+    """Against the chapter's original per-split code: each learner called on its own."""
+    from sklearn.linear_model import LogisticRegression
+
+    key = jax.random.key(3)
+    acc, mlp = tabular.compare_methods(
+        wine, key, hidden=(16,), weight_decays=(0.0, 0.1), steps=100, seed=2
+    )
+    assert tuple(acc) == tabular.METHODS
+    k_ker, k_mlp = jax.random.split(key)
+    spec = models.MLPSpec((13, 16, 3), parametrization="ntk", bias_var=0.1)
+    kern, kern_test = ntk.analytic_kernels(spec, wine.x), ntk.analytic_kernels(
+        spec, wine.x_test, wine.x
+    )
+    want_mlp = tabular.mlp_accuracy(
+        wine, (13, 16, 3), (0.0, 0.1), k_mlp, steps=100, seed=2
+    )
+    logistic = LogisticRegression(max_iter=2000).fit(wine.x, wine.y)
+    want = {
+        "majority": np.mean(wine.y_test == np.bincount(wine.y).argmax()),
+        "logistic": logistic.score(wine.x_test, wine.y_test),
+        "SVM": tabular.svm_accuracy(wine)[0],
+        "NNGP": tabular.kernel_accuracy(kern.nngp, kern_test.nngp, wine.y, wine.y_test, k_ker)[0],
+        "NTK": tabular.kernel_accuracy(kern.ntk, kern_test.ntk, wine.y, wine.y_test, k_ker)[0],
+        "MLP": want_mlp.accuracy,
+    }
+    m = len(wine.y_test)
+    for name, value in want.items():
+        assert acc[name] == pytest.approx(value, abs=1e-6), name
+        assert acc[name] * m == round(acc[name] * m)  # an exact fraction of the test set
+    assert (mlp.weight_decay, mlp.steps) == (want_mlp.weight_decay, want_mlp.steps)
+    with pytest.raises(ValueError, match="hidden"):
+        tabular.compare_methods(wine, key, hidden=())
+
+
+def test_benchmark_runs_compare_methods_on_shared_splits(monkeypatch):
+    calls = []
+
+    def fake(ds, key, **options):
+        calls.append((ds, key, options))
+        return {m: float(len(calls)) for m in tabular.METHODS}, len(calls)
+
+    monkeypatch.setattr(tabular, "compare_methods", fake)
+    key = jax.random.key(5)
+    out = tabular.benchmark(key, datasets=("wine", "breast_cancer"), n_splits=2, steps=7)
+    assert list(out.accuracy) == ["wine", "breast_cancer"]
+    np.testing.assert_array_equal(out.accuracy["breast_cancer"]["NTK"], [3.0, 4.0])
+    assert out.mlp == {"wine": [1, 2], "breast_cancer": [3, 4]}
+    # dataset i, split s: the splits of fold_in(key, i), scored with fold_in(fold_in(key, i), s)
+    x, y = tabular.load("breast_cancer")
+    k_data = jax.random.fold_in(key, 1)
+    tr, te = tabular.stratified_splits(y, k_data, 2)[1]
+    ds, k, options = calls[3]
+    np.testing.assert_array_equal(ds.x, tabular.make_split(x, y, tr, te).x)
+    np.testing.assert_array_equal(
+        jax.random.key_data(k), jax.random.key_data(jax.random.fold_in(k_data, 1))
+    )
+    assert options["steps"] == 7 and options["hidden"] == (128, 128)
+    with pytest.raises(ValueError, match="datasets"):
+        tabular.benchmark(key, datasets=())
+    with pytest.raises(ValueError, match="n_splits"):
+        tabular.benchmark(key, n_splits=0)

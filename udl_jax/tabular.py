@@ -9,13 +9,17 @@ chooses hyperparameters without looking at the test part: by cross-validation fo
 (`svm_accuracy`), on a validation split carved from the training part for kernel regression
 (`kernel_accuracy`, given the kernels) and for the network's weight decay and early-stopping step
 (`mlp_accuracy`). The winners are refit on the whole training part and scored once on the test
-part. `paired_difference` compares two methods split by split.
+part. `paired_difference` compares two methods split by split. `compare_methods` runs the
+book's six learners (majority class, logistic regression, RBF SVM, the NNGP and NTK of an MLP,
+the MLP itself) on one split, and `benchmark` on repeated splits of several datasets: the
+protocol of Arora et al. (2020) on the question "do networks beat kernels on small data?".
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -23,7 +27,7 @@ import optax
 import threadpoolctl
 from flax import nnx
 
-from . import kernel_regression, models, train
+from . import kernel_regression, models, ntk, train
 from .data import Dataset, sklearn_seed
 
 __all__ = [
@@ -38,6 +42,10 @@ __all__ = [
     "kernel_accuracy",
     "mlp_accuracy",
     "MLPResult",
+    "METHODS",
+    "compare_methods",
+    "benchmark",
+    "Benchmark",
     "paired_difference",
     "one_thread",
 ]
@@ -328,6 +336,133 @@ def mlp_accuracy(
         np.asarray(hist.steps),
         np.asarray(hist.test_accuracy),
         np.asarray(hist.train_accuracy),
+    )
+
+
+METHODS = ("majority", "logistic", "SVM", "NNGP", "NTK", "MLP")
+"""The learners `compare_methods` scores, in the order of the book's tables."""
+
+
+def compare_methods(
+    ds: Dataset,
+    key: jax.Array,
+    *,
+    hidden: Sequence[int] = (128, 128),
+    weight_decays: Sequence[float] = (0.0, 0.03, 0.3, 3.0),
+    bias_var: float = 0.1,
+    steps: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, float], MLPResult]:
+    """Test accuracy of each of `METHODS` on one split, every one tuned on the training part.
+
+    ``majority``: `majority_accuracy`; ``logistic``: `logistic_accuracy`; ``SVM``:
+    `svm_accuracy`; ``NNGP`` and ``NTK``: `kernel_accuracy` with the analytic kernels
+    (`udl_jax.ntk.analytic_kernels`) of the ReLU MLP ``(d, *hidden, k)`` in NTK
+    parametrization, the infinite-width limits of the network (Lee et al. 2018; Jacot et al.
+    2018; Arora et al. 2020); ``MLP``: `mlp_accuracy`, that network at finite width, trained
+    with AdamW, weight decay and stopping step chosen on validation. Accuracies are returned as
+    exact fractions ``j / m`` of the m test examples (the MLP's comes as float32), so that equal
+    scores compare equal.
+
+    Args:
+      ds: a standardized `Dataset` (`make_split`); the number of classes k is
+        ``max(ds.y) + 1``.
+      key: PRNG key; split into the kernels' validation key and the MLP's key.
+      hidden: hidden widths of the MLP and of its kernels.
+      weight_decays: the MLP's AdamW weight-decay grid.
+      bias_var: sigma_b^2 of the MLP and of its kernels.
+      steps: the MLP's training steps while tuning (`mlp_accuracy`).
+      seed: seed of the MLP's initialization.
+
+    Returns:
+      ``(accuracy, mlp)``: a dict from each of `METHODS` to its test accuracy, and the
+      `MLPResult` of the network.
+    """
+    hidden = tuple(hidden)
+    if not hidden or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise ValueError(f"hidden: expected one or more positive int widths, got {hidden!r}")
+    d, k = ds.x.shape[1], int(ds.y.max()) + 1
+    k_ker, k_mlp = jax.random.split(key)
+    spec = models.MLPSpec((d, *hidden, k), parametrization="ntk", bias_var=bias_var)
+    # small matrices: one BLAS thread is faster (see `one_thread`)
+    with one_thread():
+        kern_train = ntk.analytic_kernels(spec, ds.x)
+        kern_test = ntk.analytic_kernels(spec, ds.x_test, ds.x)
+    mlp = mlp_accuracy(ds, (d, *hidden, k), weight_decays, k_mlp, steps=steps, seed=seed)
+    acc = {
+        "majority": majority_accuracy(ds),
+        "logistic": logistic_accuracy(ds),
+        "SVM": svm_accuracy(ds)[0],
+        "NNGP": kernel_accuracy(kern_train.nngp, kern_test.nngp, ds.y, ds.y_test, k_ker)[0],
+        "NTK": kernel_accuracy(kern_train.ntk, kern_test.ntk, ds.y, ds.y_test, k_ker)[0],
+        "MLP": mlp.accuracy,
+    }
+    m = len(ds.y_test)
+    return {name: round(a * m) / m for name, a in acc.items()}, mlp
+
+
+class Benchmark(NamedTuple):
+    """Result of `benchmark`.
+
+    Attributes:
+      accuracy: ``accuracy[dataset][method]``, the (S,) test accuracies over the splits.
+      mlp: ``mlp[dataset]``, the S `MLPResult` of the network (its tuning curves).
+    """
+
+    accuracy: dict[str, dict[str, np.ndarray]]
+    mlp: dict[str, list[MLPResult]]
+
+
+def benchmark(
+    key: jax.Array,
+    *,
+    datasets: Sequence[str] = DATASETS,
+    n_splits: int = 5,
+    test_fraction: float = 0.3,
+    hidden: Sequence[int] = (128, 128),
+    weight_decays: Sequence[float] = (0.0, 0.03, 0.3, 3.0),
+    bias_var: float = 0.1,
+    steps: int = 1000,
+    seed: int = 0,
+) -> Benchmark:
+    """`compare_methods` on repeated stratified splits of several datasets.
+
+    Dataset ``i`` is split by `stratified_splits` with key ``fold_in(key, i)``, and its split
+    ``s`` is standardized (`make_split`) and scored with key ``fold_in(fold_in(key, i), s)``:
+    every method sees the same splits, so they can be compared split by split
+    (`paired_difference`), the protocol of Arora et al. (2020) on small UCI sets.
+
+    Args:
+      key: PRNG key of the splits, validation splits and minibatches.
+      datasets: names accepted by `load`.
+      n_splits: number S of random splits per dataset.
+      test_fraction: fraction of each dataset held out for testing.
+      hidden, weight_decays, bias_var, steps, seed: as in `compare_methods`.
+
+    Returns:
+      A `Benchmark`.
+    """
+    datasets = tuple(datasets)
+    if not datasets:
+        raise ValueError("datasets: expected at least one dataset name")
+    accuracy = {name: {m: [] for m in METHODS} for name in datasets}
+    mlp = {name: [] for name in datasets}
+    options = dict(
+        hidden=hidden, weight_decays=weight_decays, bias_var=bias_var, steps=steps, seed=seed
+    )
+    for i, name in enumerate(datasets):
+        x, y = load(name)
+        k_data = jax.random.fold_in(key, i)
+        splits = stratified_splits(y, k_data, n_splits, test_fraction=test_fraction)
+        for s, (train_idx, test_idx) in enumerate(splits):
+            acc, run = compare_methods(
+                make_split(x, y, train_idx, test_idx), jax.random.fold_in(k_data, s), **options
+            )
+            for m in METHODS:
+                accuracy[name][m].append(acc[m])
+            mlp[name].append(run)
+    return Benchmark(
+        {name: {m: np.array(v) for m, v in d.items()} for name, d in accuracy.items()}, mlp
     )
 
 

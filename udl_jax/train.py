@@ -511,6 +511,83 @@ def _concatenate(trees):
     return jax.tree.map(lambda *a: jnp.concatenate(a), *trees)
 
 
+def _stack_models(models):
+    """``(graphdef_train, graphdef_eval, params, rest)`` of M models of one graph definition,
+    their states stacked along a leading model axis."""
+    splits = [_split(m) for m in models]
+    graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
+    for i, s in enumerate(splits[1:], 1):
+        if s[0] != graphdef_train:
+            raise ValueError(
+                f"models: model {i} has a different graph definition from model 0 "
+                "(architecture or static attributes differ); fit_many needs one shape"
+            )
+    params, rest = _stack([s[2] for s in splits]), _stack([s[3] for s in splits])
+    return graphdef_train, graphdef_eval, params, rest
+
+
+def _per_model(hparams, m_count):
+    """Each hyperparameter as (M,) values: a scalar is repeated, M values are kept."""
+    per_model = {}
+    for name, value in hparams.items():
+        v = jnp.asarray(value, jnp.float32)
+        if v.ndim == 0:
+            v = jnp.full((m_count,), v)
+        if v.shape != (m_count,):
+            raise ValueError(
+                f"{name}: expected a scalar or {m_count} values (one per model), "
+                f"got shape {v.shape}"
+            )
+        per_model[name] = v
+    return per_model
+
+
+def _labels_per_model(data, labels, m_count):
+    """(M, n, ...) training labels: ``labels`` if given, else ``data.y`` for every model."""
+    y_all = np.asarray(data.y) if labels is None else np.asarray(labels)
+    if labels is None:
+        y_all = np.broadcast_to(y_all, (m_count, *y_all.shape))
+    if y_all.shape != (m_count, *np.shape(data.y)):
+        raise ValueError(
+            f"labels: expected shape {(m_count, *np.shape(data.y))}, got {y_all.shape}"
+        )
+    return y_all
+
+
+def _model_sharding(group):
+    """A sharding of the model axis over the devices, or None on one device (or when the group
+    does not divide evenly)."""
+    devices = jax.devices()
+    if len(devices) > 1 and group % len(devices) == 0:
+        mesh = jax.sharding.Mesh(np.array(devices), ("models",))
+        return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+    return None
+
+
+def _join_histories(histories, m_count, record):
+    """One `History` (M, T) from the groups' histories; a group that stopped early (divergence)
+    cuts every group to its length."""
+    if len({len(h.steps) for h in histories}) > 1:
+        t = min(len(h.steps) for h in histories)
+        histories = [
+            dataclasses.replace(
+                h,
+                **{
+                    f: getattr(h, f)[..., :t]
+                    for f in ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
+                },
+                test_outputs=None if h.test_outputs is None else h.test_outputs[:, :t],
+            )
+            for h in histories
+        ]
+    diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
+    fields = ["train_loss", "test_loss", "train_accuracy", "test_accuracy"]
+    if record:
+        fields.append("test_outputs")
+    cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count] for f in fields}
+    return History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
+
+
 def fit_many(
     models: Sequence[nnx.Module],
     data: Dataset,
@@ -562,36 +639,10 @@ def fit_many(
     log_every, loss_fn = _check(data, steps, batch_size, log_every, loss, on_divergence)
     record = _check_record(record_outputs)
     m_count = len(models)
-    splits = [_split(m) for m in models]
-    graphdef_train, graphdef_eval = splits[0][0], splits[0][1]
-    for i, s in enumerate(splits[1:], 1):
-        if s[0] != graphdef_train:
-            raise ValueError(
-                f"models: model {i} has a different graph definition from model 0 "
-                "(architecture or static attributes differ); fit_many needs one shape"
-            )
-    params = _stack([s[2] for s in splits])
-    rest = _stack([s[3] for s in splits])
-
+    graphdef_train, graphdef_eval, params, rest = _stack_models(models)
     factory, hparams = _optimizer(optimizer, learning_rate, optimizer_kwargs)
-    per_model = {}
-    for name, value in hparams.items():
-        v = jnp.asarray(value, jnp.float32)
-        if v.ndim == 0:
-            v = jnp.full((m_count,), v)
-        if v.shape != (m_count,):
-            raise ValueError(
-                f"{name}: expected a scalar or {m_count} values (one per model), "
-                f"got shape {v.shape}"
-            )
-        per_model[name] = v
-    y_all = np.asarray(data.y) if labels is None else np.asarray(labels)
-    if labels is None:
-        y_all = np.broadcast_to(y_all, (m_count, *y_all.shape))
-    if y_all.shape != (m_count, *np.shape(data.y)):
-        raise ValueError(
-            f"labels: expected shape {(m_count, *np.shape(data.y))}, got {y_all.shape}"
-        )
+    per_model = _per_model(hparams, m_count)
+    y_all = _labels_per_model(data, labels, m_count)
 
     chunk, evaluate = _compiled_many(
         graphdef_train, graphdef_eval, loss_fn, _template(factory, hparams), batch_size, record
@@ -617,11 +668,7 @@ def fit_many(
     step_keys = step_keys.reshape(-1, steps // log_every, log_every).swapaxes(0, 1)
     x, x_test, y_test = jnp.asarray(data.x), jnp.asarray(data.x_test), jnp.asarray(data.y_test)
 
-    devices = jax.devices()
-    sharding = None
-    if len(devices) > 1 and group % len(devices) == 0:
-        mesh = jax.sharding.Mesh(np.array(devices), ("models",))
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("models"))
+    sharding = _model_sharding(group)
 
     carries, histories = [], []
     for g in range(n_groups):
@@ -652,25 +699,7 @@ def fit_many(
         carries.append(c)
         histories.append(h)
 
-    if len({len(h.steps) for h in histories}) > 1:  # a group stopped early: cut all to the shortest
-        t = min(len(h.steps) for h in histories)
-        histories = [
-            dataclasses.replace(
-                h,
-                **{
-                    f: getattr(h, f)[..., :t]
-                    for f in ("steps", "train_loss", "test_loss", "train_accuracy", "test_accuracy")
-                },
-                test_outputs=None if h.test_outputs is None else h.test_outputs[:, :t],
-            )
-            for h in histories
-        ]
-    diverged = [h.diverged_at for h in histories if h.diverged_at is not None]
-    fields = ["train_loss", "test_loss", "train_accuracy", "test_accuracy"]
-    if record:
-        fields.append("test_outputs")
-    cat = {f: np.concatenate([getattr(h, f) for h in histories])[:m_count] for f in fields}
-    history = History(histories[0].steps, **cat, diverged_at=min(diverged) if diverged else None)
+    history = _join_histories(histories, m_count, record)
     params, rest = carries[0][:2] if n_groups == 1 else _concatenate([c[:2] for c in carries])
     trained = []
     for p, r in zip(_unstack(params, m_count), _unstack(rest, m_count), strict=True):

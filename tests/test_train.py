@@ -452,3 +452,28 @@ def test_optimize_takes_per_step_inputs_and_vmaps_over_initializations():
         train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(0.0), 0)
     with pytest.raises(ValueError, match="xs"):
         train.optimize(loss_fn, optax.sgd(0.5), jnp.float32(0.0), 3, xs=idx)
+
+
+def test_optimize_records_gradients_and_steps_as_written_out():
+    """``record`` sees each step's parameters, gradient and new parameters: for gradient descent
+    on least squares the gradient is A^T r / n and the step is -eta times it."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(15, 4)).astype(np.float32)
+    b = rng.normal(size=15).astype(np.float32)
+
+    def loss_fn(p):
+        return 0.5 * jnp.mean((a @ p - b) ** 2), None
+
+    def record(p, g, p_new):
+        return p, g, p_new - p
+
+    _, _, _, (ps, gs, steps) = train.optimize(
+        loss_fn, optax.sgd(0.2), jnp.zeros(4), 6, record=record
+    )
+    w = np.zeros(4)
+    for t in range(6):
+        g = a.T @ (a @ w - b) / len(b)
+        np.testing.assert_allclose(ps[t], w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gs[t], g, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(steps[t], -0.2 * g, rtol=1e-5, atol=1e-6)
+        w = w - 0.2 * g

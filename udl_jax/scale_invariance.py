@@ -47,6 +47,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import train
+
 __all__ = [
     "hidden_layers_mask",
     "rescale",
@@ -553,21 +555,19 @@ def track_norms(
     Returns:
       `NormTrajectory`.
     """
-    vg = jax.value_and_grad(loss_fn)
 
     def norms(tree):
         return jnp.stack([_sq_norm(g) for g in groups(tree)])
 
-    def step(carry, k):
-        p, s = carry
-        loss, g = vg(p, k)
-        u, s = tx.update(g, s, p)
-        p_new = optax.apply_updates(p, u)
-        delta = jax.tree.map(lambda a, b: a - b, p_new, p)
-        return (p_new, s), (norms(p), norms(g), norms(delta), loss)
+    def record(p, g, p_new):
+        return norms(p), norms(g), norms(jax.tree.map(lambda a, b: a - b, p_new, p))
 
-    (p_last, _), (sq_norm, sq_grad, sq_step, loss) = jax.lax.scan(
-        step, (params, tx.init(params)), jax.random.split(key, steps)
+    p_last, _, loss, (sq_norm, sq_grad, sq_step) = train.optimize(
+        lambda p, k: (loss_fn(p, k), None),
+        tx,
+        params,
+        xs=jax.random.split(key, steps),
+        record=record,
     )
     sq_norm = jnp.concatenate([sq_norm, norms(p_last)[None]])
     return NormTrajectory(sq_norm, sq_grad, sq_step, loss)

@@ -95,9 +95,15 @@ def optimizer_step(loss_fn: Callable, tx: optax.GradientTransformation, params, 
       ``(params, opt_state, loss, aux)``: the parameters and optimizer state after the step, and
       the loss and auxiliary output at the parameters *before* it.
     """
+    params, opt_state, loss, aux, _ = _step(loss_fn, tx, params, opt_state, *args)
+    return params, opt_state, loss, aux
+
+
+def _step(loss_fn, tx, params, opt_state, *args):
+    """`optimizer_step` that also returns the gradient (for `optimize`'s ``record``)."""
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args)
     updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, aux
+    return optax.apply_updates(params, updates), opt_state, loss, aux, grads
 
 
 def optimize(
@@ -108,6 +114,7 @@ def optimize(
     *,
     xs=None,
     opt_state=None,
+    record: Callable | None = None,
 ):
     """``steps`` optimizer steps on ``loss_fn`` inside one ``lax.scan`` (`optimizer_step`).
 
@@ -121,10 +128,13 @@ def optimize(
       steps: the number of steps; may be omitted when ``xs`` is given (its leading length).
       xs: optional per-step inputs, a pytree of arrays with leading axis ``steps``.
       opt_state: the optimizer state to continue from (default ``tx.init(params)``).
+      record: optional ``record(params, grads, new_params) -> pytree``, a measurement of each
+        step (norms of weights, gradients, updates); its outputs are stacked over steps and
+        returned in place of ``aux``.
 
     Returns:
       ``(params, opt_state, losses, aux)``: the final parameters and state, the (steps,) losses
-      and the stacked auxiliary outputs, each taken *before* its step.
+      and the stacked auxiliary outputs (or ``record``'s), each taken *before* its step.
     """
     if xs is None:
         if not isinstance(steps, int) or steps < 1:
@@ -139,7 +149,9 @@ def optimize(
 
     def body(carry, x):
         args = () if xs is None else (x,)
-        params, opt_state, loss, aux = optimizer_step(loss_fn, tx, *carry, *args)
+        params, opt_state, loss, aux, grads = _step(loss_fn, tx, *carry, *args)
+        if record is not None:
+            aux = record(carry[0], grads, params)
         return (params, opt_state), (loss, aux)
 
     (params, opt_state), (losses, aux) = jax.lax.scan(

@@ -345,3 +345,85 @@ def test_bad_inputs_name_the_argument():
         bounds.quantized_code_length(np.array([0.0, 1.0]), 3)
     with pytest.raises(ValueError, match="mu_q"):
         bounds.kl_diag_gaussians({}, 1.0, 0.0, 1.0)
+
+
+# ------------------------------------------------------------------ composed bounds (chapter 11)
+
+
+def test_gibbs_kl_bound_solves_both_kl_equations():
+    """Each stage of Dziugaite & Roy's bound, checked on the kl equation it inverts."""
+    rng = np.random.default_rng(0)
+    errors = rng.uniform(0.1, 0.3, size=50)
+    kl, n, delta, delta_mc, grid = 40.0, 2000, 0.04, 0.01, 31
+    upper, bound = bounds.gibbs_kl_bound(errors, kl, n, delta, delta_mc=delta_mc, num_priors=grid)
+    mean = np.mean(errors)
+    assert mean < upper < bound < 1
+    np.testing.assert_allclose(
+        bounds.kl_bernoulli(mean, upper), math.log(2 / delta_mc) / 50, rtol=1e-7
+    )
+    rhs = (kl + math.log(2 * math.sqrt(n) / (delta / grid))) / n
+    np.testing.assert_allclose(bounds.kl_bernoulli(upper, bound), rhs, rtol=1e-7)
+    # more priors in the union, a looser bound; more samples, a tighter estimate
+    assert bounds.gibbs_kl_bound(errors, kl, n, delta, delta_mc=delta_mc)[1] < bound
+    upper_4 = bounds.gibbs_kl_bound(np.tile(errors, 4), kl, n, delta, delta_mc=delta_mc)[0]
+    assert mean < upper_4 < upper
+    with pytest.raises(ValueError, match="sample_errors"):
+        bounds.gibbs_kl_bound([0.1, 1.5], kl, n, delta, delta_mc=delta_mc)
+    with pytest.raises(ValueError, match="sample_errors"):
+        bounds.gibbs_kl_bound([], kl, n, delta, delta_mc=delta_mc)
+    with pytest.raises(ValueError, match="delta_mc"):
+        bounds.gibbs_kl_bound(errors, kl, n, delta, delta_mc=0.0)
+    with pytest.raises(ValueError, match="num_priors"):
+        bounds.gibbs_kl_bound(errors, kl, n, delta, delta_mc=delta_mc, num_priors=0)
+    with pytest.raises(ValueError, match="delta"):
+        bounds.gibbs_kl_bound(errors, kl, n, 1.5, delta_mc=delta_mc)
+
+
+def _linear_problem():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 5))
+    w = rng.normal(size=(5, 3))
+    y = (x @ w).argmax(1)
+    z = (w + 0.3 * rng.normal(size=(5, 3))).ravel()
+
+    def predict(zq):
+        return (x @ np.asarray(zq).reshape(5, 3)).argmax(1)
+
+    return y[:200], y[200:], z, predict
+
+
+def test_quantized_occam_bound_matches_the_chapters_original_code():
+    y, y_test, z, predict = _linear_problem()
+    for levels, n in ((4, 200), (8, 120)):
+        got = bounds.quantized_occam_bound(
+            z, levels, predict, y, y_test, delta=0.05, n=n, extra_bits=4
+        )
+        # chapter 11's `compress`, before it moved here
+        codebook, idx = bounds.quantize(z, levels)
+        codebook = codebook.astype(np.float16).astype(np.float32)
+        pred = predict(codebook[idx])
+        bits = bounds.quantized_code_length(idx, levels, bits_per_value=16).total + 4
+        err = float(np.mean(pred[:n] != y[:n]))
+        test = float(np.mean(pred[200:] != y_test))
+        assert tuple(got) == (err, test, bits, bounds.occam_bound(err, bits, n, 0.05))
+        assert got.train <= got.bound <= 1
+    # levels that are exact float16 values: quantization loses nothing
+    exact = np.array([-1.5, 0.25, 2.0])[np.arange(15) % 3]
+    got = bounds.quantized_occam_bound(exact, 3, predict, y, y_test, delta=0.05)
+    pred = predict(exact)
+    assert got.train == np.mean(pred[:200] != y) and got.test == np.mean(pred[200:] != y_test)
+    code = bounds.quantized_code_length(np.arange(15) % 3, 3, bits_per_value=16)
+    assert got.bits == code.total
+    # a float32 codebook costs 16 more bits per level
+    wide = bounds.quantized_occam_bound(
+        exact, 3, predict, y, y_test, delta=0.05, codebook_dtype=np.float32
+    )
+    assert wide.bits == got.bits + 3 * 16
+    with pytest.raises(ValueError, match="n: expected"):
+        bounds.quantized_occam_bound(z, 4, predict, y, y_test, delta=0.05, n=201)
+    with pytest.raises(ValueError, match="extra_bits"):
+        bounds.quantized_occam_bound(z, 4, predict, y, y_test, delta=0.05, extra_bits=-1)
+    with pytest.raises(ValueError, match="codebook_dtype"):
+        bounds.quantized_occam_bound(z, 4, predict, y, y_test, delta=0.05, codebook_dtype=int)
+    with pytest.raises(ValueError, match="predict"):
+        bounds.quantized_occam_bound(z, 4, predict, y[:50], y_test, delta=0.05)

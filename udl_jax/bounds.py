@@ -15,8 +15,12 @@ inversion by bisection to a stated tolerance) so that a chapter can put the boun
   as used for compressed networks by Lotfi et al. (2022);
 - `kl_diag_gaussians`: the KL term for Gaussian posteriors and priors over parameter pytrees
   (Dziugaite & Roy 2017), in JAX so that it can be differentiated during training;
+- `gibbs_kl_bound`: the PAC-Bayes-kl bound of a posterior whose training error is only
+  estimated from samples (Dziugaite & Roy 2017, sec. 3);
 - `quantize` and `quantized_code_length`: 1D k-means quantization of (subspace) weights and the
-  length in bits of a prefix-free code for the result (Lotfi et al. 2022, sec. 3).
+  length in bits of a prefix-free code for the result (Lotfi et al. 2022, sec. 3);
+- `quantized_occam_bound`: the three together, the compression bound of a network whose
+  weights are quantized (Lotfi et al. 2022).
 
 Conventions. All losses are in [0, 1] (e.g. the 0-1 error); ``n`` is the number of i.i.d.
 training samples, ``delta`` the failure probability, ``kl`` a divergence in *nats*, code lengths
@@ -28,6 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,9 +48,12 @@ __all__ = [
     "catoni_bound",
     "occam_bound",
     "kl_diag_gaussians",
+    "gibbs_kl_bound",
     "quantize",
     "quantized_code_length",
     "CodeLength",
+    "quantized_occam_bound",
+    "QuantizedBound",
 ]
 
 
@@ -375,6 +384,45 @@ def _kl_gaussian_leaf(mq, sq, mp, sp):
 # ----------------------------------------------------------------- quantization, code length
 
 
+def gibbs_kl_bound(sample_errors, kl, n, delta, *, delta_mc: float, num_priors: int = 1):
+    """PAC-Bayes-kl bound for a posterior whose training error is estimated by sampling.
+
+    The Gibbs classifier's training error ``err_hat(Q) = E_{h~Q} err_hat(h)`` is rarely
+    computable; m networks drawn from Q give an unbiased estimate, and since each error lies in
+    [0, 1] the Chernoff bound gives, with probability at least ``1 - delta_mc``,
+
+        err_hat(Q) <= kl_inverse_upper(mean(sample_errors), ln(2 / delta_mc) / m),
+
+    which goes into `kl_bound` in place of the exact error (Dziugaite & Roy 2017, sec. 3 and
+    eq. (7)-(8)). If the prior was chosen among ``num_priors`` candidates (e.g. its variance
+    snapped to a grid), the PAC-Bayes part is union-bounded with ``delta / num_priors``. Both
+    hold together with probability at least ``1 - delta - delta_mc``.
+
+    Args:
+      sample_errors: (m,) training errors (in [0, 1]) of m networks drawn from Q.
+      kl: KL(Q || P) in nats (e.g. `kl_diag_gaussians`), >= 0.
+      n: number of training samples.
+      delta: failure probability of the PAC-Bayes bound, in (0, 1).
+      delta_mc: failure probability of the Monte Carlo estimate, in (0, 1).
+      num_priors: number of priors the bound is union-bounded over, >= 1.
+
+    Returns:
+      ``(train_upper, bound)``: the upper confidence bound on the Gibbs training error, and
+      the bound on the Gibbs (true) error, floats.
+    """
+    errors = _probability(sample_errors, "sample_errors")
+    if errors.ndim != 1 or errors.size == 0:
+        raise ValueError(f"sample_errors: expected a non-empty 1D array, got shape {errors.shape}")
+    dmc = _array(delta_mc, "delta_mc")
+    if dmc.ndim != 0 or not 0 < dmc < 1:
+        raise ValueError(f"delta_mc: expected a probability in (0, 1), got {delta_mc!r}")
+    if not isinstance(num_priors, (int, np.integer)) or num_priors < 1:
+        raise ValueError(f"num_priors: expected a positive int, got {num_priors!r}")
+    _delta(delta)
+    train_upper = kl_inverse_upper(errors.mean(), math.log(2 / float(dmc)) / errors.size)
+    return train_upper, kl_bound(train_upper, kl, n, delta / num_priors)
+
+
 def quantize(z, num_levels: int, *, max_iter: int = 100):
     """Quantize a vector to `num_levels` values by 1D k-means (Lloyd's algorithm).
 
@@ -501,4 +549,83 @@ def quantized_code_length(indices, num_levels: int, *, bits_per_value: int = 32)
         counts=(compositions - 1).bit_length(),  # = ceil(log2 compositions), exactly
         payload=math.ceil(entropy + 1e-9 + 1e-12 * entropy) + 1,  # margin: float rounding
         entropy=entropy,
+    )
+
+
+class QuantizedBound(NamedTuple):
+    """Result of `quantized_occam_bound`.
+
+    Attributes:
+      train: 0-1 error of the quantized network on the first n training examples.
+      test: its 0-1 error on the test examples.
+      bits: length of its description, `CodeLength.total` plus ``extra_bits``.
+      bound: `occam_bound` on its true error.
+    """
+
+    train: float
+    test: float
+    bits: int
+    bound: float
+
+
+def quantized_occam_bound(
+    z,
+    num_levels: int,
+    predict: Callable,
+    y,
+    y_test,
+    *,
+    delta: float,
+    n: int | None = None,
+    extra_bits: int = 0,
+    codebook_dtype=np.float16,
+) -> QuantizedBound:
+    """Compression bound of a network whose weights are quantized (Lotfi et al. 2022, sec. 3).
+
+    The weights ``z`` (e.g. the coordinates of a network trained in a random subspace) are
+    quantized to ``num_levels`` levels by `quantize`, the codebook is rounded to
+    ``codebook_dtype`` (the precision it is sent at), and the quantized network is described by
+    `quantized_code_length` in ``bits`` plus ``extra_bits`` (anything else chosen after seeing
+    the data, e.g. ``ceil(log2 G)`` for a choice among G hyperparameter settings). Its
+    training error on the first ``n`` examples then goes into `occam_bound`: the bound is on
+    the quantized network, which is the one evaluated.
+
+    Args:
+      z: (d,) weights to quantize.
+      num_levels: codebook size L.
+      predict: ``predict(z_q)``, the predicted labels of the network with weights ``z_q``
+        ((d,) float32, or float64 if ``codebook_dtype`` is), for the training inputs followed by
+        the test inputs: an (len(y) + len(y_test),) array.
+      y: (N,) training labels; the bound uses the first ``n``.
+      y_test: (N_test,) test labels.
+      delta: failure probability of the bound.
+      n: number of training examples the network was trained on (default N).
+      extra_bits: bits added to the code length, >= 0.
+      codebook_dtype: a float dtype; the codebook costs its width in bits per value.
+
+    Returns:
+      A `QuantizedBound` ``(train, test, bits, bound)``.
+    """
+    y, y_test = np.asarray(y), np.asarray(y_test)
+    n = len(y) if n is None else n
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(y):
+        raise ValueError(f"n: expected an int in [1, {len(y)}], got {n!r}")
+    if not isinstance(extra_bits, (int, np.integer)) or extra_bits < 0:
+        raise ValueError(f"extra_bits: expected a non-negative int, got {extra_bits!r}")
+    dtype = np.dtype(codebook_dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"codebook_dtype: expected a float dtype, got {dtype}")
+    codebook, idx = quantize(z, num_levels)
+    codebook = codebook.astype(dtype).astype(np.promote_types(dtype, np.float32))
+    pred = np.asarray(predict(codebook[idx]))
+    if pred.shape != (len(y) + len(y_test),):
+        raise ValueError(
+            f"predict: expected ({len(y) + len(y_test)},) predicted labels (training inputs, "
+            f"then test inputs), got shape {pred.shape}"
+        )
+    bits = quantized_code_length(idx, num_levels, bits_per_value=8 * dtype.itemsize).total
+    bits += extra_bits
+    err = float(np.mean(pred[:n] != y[:n]))
+    return QuantizedBound(
+        err, float(np.mean(pred[len(y) :] != y_test)), bits, occam_bound(err, bits, n, delta)
     )

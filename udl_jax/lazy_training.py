@@ -49,7 +49,7 @@ def relative_change(a, a0) -> jax.Array:
     reference. Traceable (``jit``, ``vmap``).
 
     Args:
-      a: an array of ``a0``'s shape, or a stack of them (..., *a0.shape).
+      a: an array of ``a0``'s shape, or a stack of them, ``(..., *a0.shape)``.
       a0: the reference.
 
     Returns:

@@ -1,4 +1,5 @@
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -175,3 +176,55 @@ def test_coherence_extremes_and_pairwise_formula():
         stab.coherence(np.ones(5))
     with pytest.raises(ValueError, match="zero"):
         stab.coherence(np.zeros((3, 4)))
+
+
+def _ce_numpy(logits, y):
+    o = logits - logits.max(-1, keepdims=True)
+    return -(np.take_along_axis(o, y[:, None], -1)[:, 0] - np.log(np.exp(o).sum(-1)))
+
+
+def test_measure_stability_by_hand():
+    ds = _tiny()
+    runs = _coupled(ds, ds.x_test[:2], ds.y_test[:2], steps=100)
+    got = stab.measure_stability(runs, ds.y_test)
+    base, hist = runs.base
+    eps, dist = [], []
+    for m, h in runs.replaced:
+        eps.append(
+            [
+                np.abs(_ce_numpy(np.asarray(a, np.float64), ds.y_test)
+                       - _ce_numpy(np.asarray(b, np.float64), ds.y_test)).max()
+                for a, b in zip(hist.test_outputs, h.test_outputs, strict=True)
+            ]
+        )
+        flat = [np.concatenate([mm.bias[...].ravel(), mm.kernel[...].ravel()]) for mm in (base, m)]
+        dist.append(np.linalg.norm(flat[0] - flat[1]))
+    np.testing.assert_allclose(got.eps, np.mean(eps, axis=0), rtol=1e-4, atol=1e-6)
+    assert got.dist == pytest.approx(np.mean(dist), rel=1e-5) and got.dist > 0
+    np.testing.assert_array_equal(got.steps, hist.steps)
+    np.testing.assert_allclose(got.gap, hist.test_loss - hist.train_loss)
+    assert (got.train, got.test) == (hist.train_accuracy[-1], hist.test_accuracy[-1])
+    with pytest.raises(ValueError, match="runs"):
+        stab.measure_stability(runs.base, ds.y_test)
+
+
+def test_plug_in_constants_against_closed_form_gradients_and_a_dense_hessian():
+    ds = _tiny(n=25, d=4, k=3)
+    model = nnx.Linear(4, 3, rngs=nnx.Rngs(2))
+    lip, beta = stab.plug_in_constants(model, ds.x, ds.y, key=jax.random.key(0))
+    # softmax regression: grad of l_i is (p_i - e_{y_i}) (x) (x_i, 1)
+    w, b = np.asarray(model.kernel[...], np.float64), np.asarray(model.bias[...], np.float64)
+    logits = ds.x @ w + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    r = p - np.eye(3)[ds.y]
+    norms = np.linalg.norm(r, axis=1) * np.sqrt((ds.x.astype(np.float64) ** 2).sum(1) + 1)
+    assert lip == pytest.approx(norms.max(), rel=1e-4)
+    # the top eigenvalue of the dense Hessian of the mean training loss
+    _, params, _ = models.functional(model)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    loss = models.loss_fn(model, ds.x, ds.y)
+    h = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat), np.float64)
+    assert beta == pytest.approx(np.linalg.eigvalsh(h).max(), rel=1e-2)
+    with pytest.raises(ValueError, match="x, y"):
+        stab.plug_in_constants(model, ds.x, ds.y[:3], key=jax.random.key(0))

@@ -10,10 +10,12 @@ same experiment on real networks and compare:
 - `replace_one`, `coupled_fits`: a data set and its neighbour, trained by `udl_jax.train.fit`
   with one key, hence the same minibatch indices at every step ("the same randomness");
 - `loss_divergence`, `parameter_distance`: how far the coupled runs are apart, in loss on
-  test points (the quantity uniform stability bounds) and in parameters;
+  test points (the quantity uniform stability bounds) and in parameters; `measure_stability`
+  summarizes a `coupled_fits` result with both and the base run's generalization gap;
 - `convex_stability_bound` (their Theorem 3.8) and `nonconvex_stability_bound` (their
   Theorem 3.12), and `softmax_regression_constants` for the Lipschitz and smoothness
-  constants of an affine softmax classifier;
+  constants of an affine softmax classifier; `plug_in_constants` measures them at a trained
+  network, where they are not known in closed form;
 - `per_example_gradients`, `coherence`: the coherence of per-example gradients of Chatterjee &
   Zielinski (2022), ``alpha = ||E g_i||^2 / E ||g_i||^2`` and the m-coherence ``m alpha``: 1 for
   orthogonal gradients of equal size, m when all m gradients are equal. Coherent gradients
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +36,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
-from . import train
+from . import hessian, models, train
 from .data import Dataset
 
 __all__ = [
@@ -42,7 +45,10 @@ __all__ = [
     "coupled_fits",
     "loss_divergence",
     "parameter_distance",
+    "measure_stability",
+    "StabilityMeasurement",
     "softmax_regression_constants",
+    "plug_in_constants",
     "convex_stability_bound",
     "nonconvex_stability_bound",
     "per_example_gradients",
@@ -183,6 +189,87 @@ def parameter_distance(model_a, model_b) -> float:
         raise ValueError(f"model_a, model_b: expected one architecture, got {pa.shape[0]} and "
                          f"{pb.shape[0]} parameters")
     return float(jnp.linalg.norm(pa - pb))
+
+
+class StabilityMeasurement(NamedTuple):
+    """Result of `measure_stability`; T is the number of logs of the runs.
+
+    Attributes:
+      steps: (T,) the logged steps.
+      eps: (T,) the largest loss difference over the test points (`loss_divergence`), mean
+        over the neighbours: the empirical uniform stability of Hardt et al. (2016).
+      dist: parameter distance between the final base model and each neighbour's
+        (`parameter_distance`), mean over the neighbours.
+      gap: (T,) generalization gap of the base run, test loss minus training loss.
+      train, test: final training and test accuracy of the base run.
+    """
+
+    steps: np.ndarray
+    eps: np.ndarray
+    dist: float
+    gap: np.ndarray
+    train: float
+    test: float
+
+
+def measure_stability(runs: CoupledRuns, y_test) -> StabilityMeasurement:
+    """How far coupled runs part, in loss and in parameters, beside the generalization gap.
+
+    Uniform stability bounds the expected generalization gap (Bousquet & Elisseeff 2002; Hardt
+    et al. 2016, Theorem 2.2), so the two are put side by side: the loss divergence of every
+    neighbour ``S^(i)`` from the base run on ``S`` at each log, and the base run's gap.
+
+    Args:
+      runs: a `CoupledRuns` from `coupled_fits` (its histories hold the test outputs).
+      y_test: (m,) labels of the test set the runs were evaluated on.
+
+    Returns:
+      A `StabilityMeasurement`.
+    """
+    if not isinstance(runs, CoupledRuns):
+        raise ValueError(f"runs: expected a CoupledRuns, got {type(runs).__name__}")
+    base, hist = runs.base
+    eps = np.mean(
+        [loss_divergence(hist.test_outputs, h.test_outputs, y_test)[0] for _, h in runs.replaced],
+        axis=0,
+    )
+    dist = np.mean([parameter_distance(base, m) for m, _ in runs.replaced])
+    return StabilityMeasurement(
+        steps=hist.steps,
+        eps=eps,
+        dist=dist,
+        gap=hist.test_loss - hist.train_loss,
+        train=hist.train_accuracy[-1],
+        test=hist.test_accuracy[-1],
+    )
+
+
+def plug_in_constants(model: nnx.Module, x, y, *, key: jax.Array) -> tuple[float, float]:
+    """Lipschitz and smoothness constants of the cross-entropy, measured at a trained model.
+
+    The stability bounds need the Lipschitz constant L of the per-example loss and the
+    smoothness beta of the loss. For a network neither is known in closed form; at the
+    model's parameters we measure the largest per-example gradient norm (``<= L``) and the
+    top Hessian eigenvalue of the training loss (`udl_jax.hessian.sharpness`, ``<= beta``).
+    Both are lower bounds on the true constants along the whole run, so a bound that uses
+    them is optimistic (Hardt et al. 2016 state theirs for known constants).
+
+    Args:
+      model: the trained NNX model.
+      x: (n, ...) training inputs; y: (n,) integer labels.
+      key: PRNG key of the Lanczos start.
+
+    Returns:
+      ``(L, beta)``, floats.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x, y: expected equal nonzero lengths, got {len(x)} and {len(y)}")
+    _, params, _ = models.functional(model)
+    train_loss = models.loss_fn(model, x, y)
+    g = per_example_gradients(models.loss_fn(model), params, x, y)
+    lipschitz = float(jnp.linalg.norm(g, axis=1).max())
+    return lipschitz, hessian.sharpness(train_loss, params, key=key)
 
 
 # ----------------------------------------------------------------------------- bounds

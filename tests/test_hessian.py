@@ -325,3 +325,41 @@ def test_lanczos_top_warm_start_at_an_eigenvector_breaks_down_cleanly(symmetric_
     # a start on a *lower* eigenvector is restarted and still finds the top within 12 steps
     val, _ = hs.lanczos_top(lambda u: a32 @ u, jnp.asarray(q[:, 0], jnp.float32), 12)
     np.testing.assert_allclose(val, 5.0, rtol=1e-5)
+
+
+# ------------------------------------------------------------------------------ sloppiness
+
+
+def test_dense_spectra_match_eigh_of_jax_hessian_and_explicit_fisher(reference):
+    apply_fn, params, x, _, loss_fn = PROBLEM
+    flat, unravel, h = reference
+    eig_h, eig_f = hs.dense_spectra(loss_fn, apply_fn, params, x)
+    scale = np.abs(np.linalg.eigvalsh(h)).max()
+    np.testing.assert_allclose(eig_h, np.linalg.eigvalsh(h)[::-1], atol=1e-5 * scale)
+    # categorical Fisher: J^T (diag(p) - p p^T) J / n, from the explicit Jacobian
+    jac = np.asarray(jax.jacobian(lambda f: apply_fn(unravel(f), x))(flat), np.float64)
+    p = np.asarray(jax.nn.softmax(apply_fn(params, x)), np.float64)
+    fisher = sum(
+        jac[i].T @ (np.diag(p[i]) - np.outer(p[i], p[i])) @ jac[i] for i in range(len(x))
+    ) / len(x)
+    want = np.linalg.eigvalsh(fisher)[::-1]
+    np.testing.assert_allclose(eig_f, want, atol=1e-5 * want[0])
+    assert eig_h.dtype == eig_f.dtype == np.float64
+
+
+def test_correlation_eigenvalues_are_squared_singular_values():
+    x = np.random.default_rng(3).normal(size=(30, 5)) * np.array([10, 3, 1, 0.3, 0.1])
+    want = np.linalg.svd(x, compute_uv=False) ** 2 / 30
+    np.testing.assert_allclose(hs.correlation_eigenvalues(x), want, rtol=1e-10)
+    with pytest.raises(ValueError, match="x: expected"):
+        hs.correlation_eigenvalues(np.ones(5))
+
+
+def test_top_half_decades():
+    e = np.array([1.0, 1e3, -0.5, 1e2, 10.0, 1e-12])  # top half: 1000, 100, 10
+    assert hs.top_half_decades(e) == pytest.approx(2.0)
+    assert hs.top_half_decades([5.0, 5.0]) == 0.0
+    with pytest.raises(ValueError, match="eigenvalues"):
+        hs.top_half_decades([3.0])
+    with pytest.raises(ValueError, match="eigenvalues"):
+        hs.top_half_decades([1.0, -1.0, -2.0, -3.0])

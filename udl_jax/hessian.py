@@ -13,7 +13,10 @@ for MNIST-1D MLPs in ``benchmarks/hessian.py``). From products we get:
   Lanczos quadrature (Golub & Meurant 2010; Ghorbani, Krishnan & Xiao 2019);
 - the same for the Gauss-Newton matrix and the Fisher information (Martens 2020).
 
-A dense Hessian (`dense_hessian`) is offered for models small enough to diagonalize exactly.
+A dense Hessian (`dense_hessian`) is offered for models small enough to diagonalize exactly;
+`dense_spectra` gives the whole Hessian and Fisher spectra, and `correlation_eigenvalues` and
+`top_half_decades` measure how *sloppy* a spectrum is: how many decades its eigenvalues span
+(Transtrum et al. 2015; Yang et al. 2022).
 
 Conventions. Spectral routines act on *flat* vectors of length P, in the order of
 ``jax.flatten_util.ravel_pytree(params)``; eigenvectors come back as a flat (k, P) array and
@@ -53,6 +56,9 @@ __all__ = [
     "dense_eigenvalues",
     "dense_hessian",
     "DENSE_MAX_PARAMS",
+    "dense_spectra",
+    "correlation_eigenvalues",
+    "top_half_decades",
     "lanczos",
     "lanczos_top",
     "lanczos_convergence",
@@ -424,6 +430,71 @@ def dense_hessian(loss_fn: Callable, params, *, max_params: int = DENSE_MAX_PARA
       ValueError: if P > max_params.
     """
     return to_dense(hessian_operator(loss_fn, params), max_size=max_params)
+
+
+def dense_spectra(
+    loss_fn: Callable, apply_fn: Callable, params, x, *, likelihood: str = "categorical"
+) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenvalues of the Hessian of ``loss_fn`` and of the Fisher information, densely.
+
+    For the cross-entropy the Fisher of the categorical likelihood equals the Gauss-Newton
+    matrix, so the two spectra agree at the top (the Gauss-Newton part dominates the large
+    eigenvalues) and part at the bottom, where the Hessian has small negative eigenvalues from
+    the residual-weighted curvature of the network (Sagun et al. 2017; Martens 2020, sec. 9).
+    For models small enough for `dense_hessian`.
+
+    Args:
+      loss_fn: the training loss as a scalar function of a parameter pytree.
+      apply_fn: ``apply_fn(params, x)`` returning the (n, k) outputs (logits).
+      params: parameter pytree with P scalars in all.
+      x: (n, ...) inputs of the Fisher (those of the training loss).
+      likelihood: see `fisher_operator`.
+
+    Returns:
+      ``(eig_hessian, eig_fisher)``: two (P,) float64 arrays, largest first.
+    """
+    eig_h = dense_eigenvalues(dense_hessian(loss_fn, params))
+    eig_f = dense_eigenvalues(to_dense(fisher_operator(apply_fn, params, x, likelihood=likelihood)))
+    return eig_h, eig_f
+
+
+def correlation_eigenvalues(x) -> np.ndarray:
+    """Eigenvalues of the (uncentred) input correlation matrix ``X^T X / n``, in float64.
+
+    This is the Hessian of least squares with a linear model, ``||X w - y||^2 / (2 n)``: the
+    curvature a network's Hessian and Fisher inherit from its data (Yang et al. 2022).
+
+    Args:
+      x: (n, d) inputs.
+
+    Returns:
+      (d,) float64 array, largest first.
+    """
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x: expected a non-empty (n, d) array, got shape {x.shape}")
+    return dense_eigenvalues(x.T @ x / len(x))
+
+
+def top_half_decades(eigenvalues) -> float:
+    """``log10(lambda_1 / lambda_median)``: how many decades the top half of a spectrum spans.
+
+    A *sloppy* model's eigenvalues spread evenly over many decades (Transtrum et al. 2015);
+    measuring from the median (the ``floor(P/2)``-th largest eigenvalue) rather than the smallest
+    keeps the measure blind to the rounding-level and negative eigenvalues at the bottom.
+
+    Args:
+      eigenvalues: (P,) eigenvalues in any order, P >= 2; the median one must be positive.
+
+    Returns:
+      The number of decades, a float.
+    """
+    e = np.sort(np.asarray(eigenvalues))[::-1]
+    if e.ndim != 1 or len(e) < 2:
+        raise ValueError(f"eigenvalues: expected a 1D array of at least 2, got shape {e.shape}")
+    if not e[len(e) // 2 - 1] > 0:
+        raise ValueError("eigenvalues: expected the top half to be positive")
+    return float(np.log10(e[0] / e[len(e) // 2 - 1]))
 
 
 # ------------------------------------------------------------------------------- Lanczos

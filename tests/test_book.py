@@ -161,6 +161,23 @@ def test_code_fits_the_column(nb):
         assert not long, f"{nb.name}, cell {i}: {len(long)} lines over {CODE_COLUMNS}: {long[0]}"
 
 
+SCREEN_LINES = 50  # a code cell a reader sees whole, at 78 columns
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_cells_fit_a_screen(nb):
+    """No code cell is longer than a screen: longer computation belongs in a tested package
+    function, and a longer experiment reads better as steps with prose between them. The check
+    cell is counted up to its `checks.verify(` call (one entry per claim after it)."""
+    code = _code_cells(nb)
+    for i, src in enumerate(code):
+        if i == len(code) - 1:
+            src = src.split("checks.verify(")[0]
+        n = len(src.rstrip().splitlines())
+        first = src.splitlines()[0] if src.strip() else ""
+        assert n <= SCREEN_LINES, f"{nb.name}, code cell {i} ({first!r}): {n} lines > screen"
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
 def test_exercises_are_numbered_each_with_its_solution(nb):
     """One format in every chapter: under `## Exercises`, a markdown cell opening with

@@ -19,7 +19,7 @@ def test_mlp_apply_matches_the_nnx_model():
     mlp = _mlp()
     x = jax.random.normal(jax.random.key(1), (11, WIDTHS[0]))
     theta = subspace.flatten_mlp(mlp)
-    assert theta.shape == (subspace.num_mlp_params(WIDTHS),)
+    assert theta.shape == (models.MLPSpec(WIDTHS).num_params,)
     np.testing.assert_allclose(
         subspace.mlp_apply(WIDTHS, "relu", theta, x), mlp(x), rtol=1e-5, atol=1e-6
     )
@@ -37,7 +37,7 @@ def test_subspace_model_at_zero_is_the_initialization_and_moves_along_p():
     params = nnx.state(m, nnx.Param)
     assert [a.shape for a in jax.tree.leaves(params)] == [(4,)]
     # N(0, 1/D) entries: columns of norm about 1
-    d_params = subspace.num_mlp_params(WIDTHS)
+    d_params = models.MLPSpec(WIDTHS).num_params
     big = subspace.SubspaceMLP(
         models.MLP((20, 50, 10), rngs=nnx.Rngs(0)), 30, key=jax.random.key(0)
     )

@@ -11,7 +11,8 @@ Roy (2017), who did the same over all D weights.
 
 `SubspaceMLP` is an NNX module (its only `nnx.Param` is ``z``), so `udl_jax.train.fit` and
 `udl_jax.train.fit_many` train it like any other model; `mlp_apply` is the pure forward pass of
-a flat parameter vector, used for posterior samples.
+a flat parameter vector (the one MLP forward pass, `udl_jax.models.mlp_forward`, on weights
+read from the vector), used for posterior samples.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ __all__ = [
     "SubspaceMLP",
     "Frozen",
     "flatten_mlp",
-    "num_mlp_params",
     "mlp_apply",
     "gaussian_posterior_bound_objective",
     "optimize_gaussian_posterior",
@@ -60,28 +60,21 @@ def flatten_mlp(mlp: MLP) -> jax.Array:
     return jnp.concatenate(parts)
 
 
-def num_mlp_params(widths) -> int:
-    """Number of parameters ``sum_l (w_l + 1) w_{l+1}`` of a fully connected network."""
-    return models.MLPSpec(tuple(widths)).num_params
-
-
 def mlp_apply(widths: tuple[int, ...], activation: str, theta: jax.Array, x: jax.Array):
     """Forward pass of an MLP whose parameters are the flat vector `theta`.
 
     Args:
       widths: layer sizes, input to output (e.g. ``(40, 64, 64, 10)``).
       activation: a key of `udl_jax.models.ACTIVATIONS`.
-      theta: (D,) parameters in the order of `flatten_mlp`, D = `num_mlp_params` (widths).
+      theta: (D,) parameters in the order of `flatten_mlp`, D = ``MLPSpec(widths).num_params``.
       x: (..., widths[0]) inputs.
 
     Returns:
       (..., widths[-1]) outputs; the same as the `MLP` whose `flatten_mlp` is `theta`.
     """
-    if theta.shape != (num_mlp_params(widths),):
-        raise ValueError(
-            f"theta: expected shape ({num_mlp_params(widths)},) for widths {widths}, "
-            f"got {theta.shape}"
-        )
+    num = models.MLPSpec(tuple(widths)).num_params
+    if theta.shape != (num,):
+        raise ValueError(f"theta: expected shape ({num},) for widths {widths}, got {theta.shape}")
     weights, start = [], 0
     for a, b in zip(widths[:-1], widths[1:], strict=False):
         w = theta[start : start + a * b].reshape(a, b)

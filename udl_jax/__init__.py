@@ -20,7 +20,7 @@ Small modules of pure functions over pytrees that every chapter imports:
 - `udl_jax.function_prior`: exact samples of random MLPs' output functions (the NNGP prior at
   finite width).
 - `udl_jax.lazy_training`: lazy training and feature learning: how far weights and kernels move.
-- `udl_jax.tabular`: repeated splits and tuned learners for small tabular benchmarks.
+- `udl_jax.tabular_benchmark`: repeated splits and tuned learners for small tabular benchmarks.
 - `udl_jax.polynomial`: Legendre series with an order-dependent penalty (a soft inductive bias).
 - `udl_jax.sweeps`: model-wise sweeps, e.g. MLP width sweeps trained together with padding.
 - `udl_jax.bounds`: PAC-Bayes, Occam and compression bounds; kl inverses; code lengths.

@@ -6,7 +6,8 @@ a linear model. We always *generate* it with the `mnist1d` package (never its do
 and cache the arrays on disk. Every function here takes an explicit PRNG key where it is random
 and never touches NumPy's or Python's global random state.
 
-The small tabular sets that ship with scikit-learn are loaded and split by `udl_jax.tabular`.
+The small tabular sets that ship with scikit-learn are loaded and split by
+`udl_jax.tabular_benchmark`.
 """
 
 from __future__ import annotations

@@ -362,4 +362,6 @@ def test_top_half_decades():
     with pytest.raises(ValueError, match="eigenvalues"):
         hs.top_half_decades([3.0])
     with pytest.raises(ValueError, match="eigenvalues"):
+        hs.top_half_decades(3.0)
+    with pytest.raises(ValueError, match="eigenvalues"):
         hs.top_half_decades([1.0, -1.0, -2.0, -3.0])

@@ -381,9 +381,6 @@ def _kl_gaussian_leaf(mq, sq, mp, sp):
     return jnp.sum(jnp.log(sp) - jnp.log(sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5)
 
 
-# ----------------------------------------------------------------- quantization, code length
-
-
 def gibbs_kl_bound(sample_errors, kl, n, delta, *, delta_mc: float, num_priors: int = 1):
     """PAC-Bayes-kl bound for a posterior whose training error is estimated by sampling.
 
@@ -421,6 +418,9 @@ def gibbs_kl_bound(sample_errors, kl, n, delta, *, delta_mc: float, num_priors: 
     _delta(delta)
     train_upper = kl_inverse_upper(errors.mean(), math.log(2 / float(dmc)) / errors.size)
     return train_upper, kl_bound(train_upper, kl, n, delta / num_priors)
+
+
+# ----------------------------------------------------------------- quantization, code length
 
 
 def quantize(z, num_levels: int, *, max_iter: int = 100):

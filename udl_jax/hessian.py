@@ -489,9 +489,10 @@ def top_half_decades(eigenvalues) -> float:
     Returns:
       The number of decades, a float.
     """
-    e = np.sort(np.asarray(eigenvalues))[::-1]
+    e = np.asarray(eigenvalues)
     if e.ndim != 1 or len(e) < 2:
         raise ValueError(f"eigenvalues: expected a 1D array of at least 2, got shape {e.shape}")
+    e = np.sort(e)[::-1]
     if not e[len(e) // 2 - 1] > 0:
         raise ValueError("eigenvalues: expected the top half to be positive")
     return float(np.log10(e[0] / e[len(e) // 2 - 1]))
